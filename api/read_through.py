@@ -1,0 +1,79 @@
+"""The miss path: when Redis has no document, ask Postgres once and remember the answer.
+
+However many requests miss the same username at once, one query runs (they all
+await it); the answer is written back through the store's version check, so a
+NOT_FOUND becomes a short negative cache and a late answer never overwrites a
+newer projection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from psycopg import IsolationLevel
+from psycopg_pool import AsyncConnectionPool
+
+from shared.document import StatusDocument
+from shared.render import QueuePosition
+from shared.store import StatusStore
+from shared.truth import count_position, read_usernames
+
+log = logging.getLogger(__name__)
+
+
+async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    await conn.set_read_only(True)
+
+
+def make_pool(database_url: str, size: int) -> AsyncConnectionPool:
+    """A small pool, opened lazily: the API must start, and serve hits, without Postgres."""
+    return AsyncConnectionPool(
+        database_url, min_size=0, max_size=size, open=False, configure=_configure, timeout=5.0
+    )
+
+
+class ReadThrough:
+    """Resolves misses and positions from Postgres, one query per username at a time."""
+
+    def __init__(self, pool: AsyncConnectionPool, store: StatusStore) -> None:
+        self.pool = pool
+        self.store = store
+        self._inflight: dict[str, asyncio.Future[StatusDocument]] = {}
+
+    async def document(self, username: str) -> StatusDocument:
+        """The document of `username` from Postgres, stored in Redis on the way back."""
+        pending = self._inflight.get(username)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[StatusDocument] = asyncio.get_running_loop().create_future()
+        self._inflight[username] = future
+        try:
+            doc = await self._load(username)
+            future.set_result(doc)
+            return doc
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited future does not warn
+            raise
+        finally:
+            del self._inflight[username]
+
+    async def _load(self, username: str) -> StatusDocument:
+        async with self.pool.connection() as conn, conn.transaction():
+            snap = await read_usernames(conn, [username])
+        projection = snap.projections(datetime.now(UTC))[0]
+        await self.store.write([projection])
+        log.info("read through", extra={"event": "read_through", "username": username, "state": projection.document.state.value})
+        return projection.document
+
+    async def position(self, doc: StatusDocument) -> QueuePosition | None:
+        """The job's position counted in Postgres, while Redis cannot rank it yet."""
+        entry = doc.queue
+        if entry is None or entry.queue_member is None:
+            return None
+        async with self.pool.connection() as conn, conn.transaction():
+            ahead, total = await count_position(conn, entry.priority, entry.timestamp, entry.id)
+        return QueuePosition(ahead=ahead, total=total)

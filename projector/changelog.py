@@ -1,0 +1,68 @@
+"""The change log that the triggers write (see `sql/002_change_capture_v1.sql`).
+
+The only module of the projector that speaks SQL of its own; rows themselves are
+read through `shared.truth`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg import AsyncConnection
+
+CHANNEL = "profile_status_v1"
+# One projector applies changes at a time; others wait on this session lock.
+ADVISORY_LOCK_KEY = 0x70726F66696C65  # "profile" in ASCII
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the log: a username (None: every username) changed at `changed_at`."""
+
+    id: int
+    username: str | None
+    changed_at: datetime
+
+
+async def listen(conn: AsyncConnection) -> None:
+    """Subscribe an autocommit connection to the change channel."""
+    await conn.execute(f"LISTEN {CHANNEL}")
+
+
+async def notify_probe(conn: AsyncConnection) -> None:
+    """Send ourselves an empty notification, to prove the listener still receives."""
+    await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+
+async def try_lock(conn: AsyncConnection) -> bool:
+    """Take the projector's session-level advisory lock if it is free."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def next_batch(conn: AsyncConnection, limit: int) -> list[Change]:
+    """The oldest `limit` entries. A late-committing transaction's entries simply show up later."""
+    cur = await conn.execute(
+        "SELECT id, username, changed_at FROM profile_status_changes_v1 ORDER BY id LIMIT %s",
+        (limit,),
+    )
+    return [Change(*row) for row in await cur.fetchall()]
+
+
+async def forget(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Delete applied entries, so the log holds only what is still to do."""
+    if ids:
+        await conn.execute("DELETE FROM profile_status_changes_v1 WHERE id = ANY(%s)", (list(ids),))
+
+
+async def backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """(entries waiting, age in seconds of the oldest) for operators and metrics."""
+    cur = await conn.execute(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(changed_at)), 0)"
+        " FROM profile_status_changes_v1"
+    )
+    count, age = await cur.fetchone() or (0, 0)
+    return int(count), float(age)

@@ -1,0 +1,145 @@
+"""Rebuilding every document from Postgres: after a flush, a TRUNCATE, `resync`, and as a periodic refresh.
+
+Safe beside a running projector: every write goes through the version check,
+so a rebuild never replaces a document with an older one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from psycopg import AsyncConnection, IsolationLevel
+
+from projector import metrics
+from shared.store import StatusStore, WriteOutcome
+from shared.truth import read_usernames, stream_all
+
+log = logging.getLogger(__name__)
+_VERSION = re.compile(rb'"version":(\d+)')
+SCAN_COUNT = 1000
+
+# Marks the projection complete only if no flush wiped the rebuild's own marker meanwhile.
+_FINISH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[2], ARGV[1])
+    redis.call('DEL', KEYS[1])
+    return 1
+end
+return 0
+"""
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RebuildResult:
+    """What a rebuild did."""
+
+    usernames: int = 0
+    written: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    vanished: int = 0
+    complete: bool = True
+
+    def add(self, outcome: WriteOutcome) -> None:
+        """Count one write."""
+        self.written += outcome.written
+        self.unchanged += outcome.unchanged
+        self.stale += outcome.stale
+
+
+def _version(doc: bytes | None) -> int:
+    match = _VERSION.search(doc) if doc else None
+    return int(match.group(1)) if match else -1
+
+
+async def _older_than(store: StatusStore, usernames: Sequence[str], version: int) -> list[str]:
+    """Of `usernames`, those whose document is missing or older than `version`."""
+    pipe = store.redis.pipeline(transaction=False)
+    for name in usernames:
+        pipe.get(store.keys.document(name))
+    docs = await pipe.execute()
+    return [name for name, doc in zip(usernames, docs, strict=True) if _version(doc) < version]
+
+
+async def _usernames_in_redis(store: StatusStore) -> AsyncIterator[list[str]]:
+    """Every username with a document or with active queue entries, in chunks."""
+    k = store.keys
+    chunk: list[str] = []
+    async for key in store.redis.scan_iter(match=k.document_pattern, count=SCAN_COUNT):
+        chunk.append(k.username_of(key.decode()))
+        if len(chunk) >= SCAN_COUNT:
+            yield chunk
+            chunk = []
+    async for name, _ in store.redis.hscan_iter(k.active_members, count=SCAN_COUNT):
+        chunk.append(name.decode())
+        if len(chunk) >= SCAN_COUNT:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _sweep(store: StatusStore, conn: AsyncConnection, version: int, result: RebuildResult) -> None:
+    """Re-project usernames Redis knows but the rebuild did not write: they vanished from Postgres."""
+    async for names in _usernames_in_redis(store):
+        stale = await _older_than(store, sorted(set(names)), version)
+        if not stale:
+            continue
+        async with conn.transaction():
+            snap = await read_usernames(conn, stale)
+        result.vanished += len(stale)
+        result.add(await store.write(snap.projections(datetime.now(UTC))))
+
+
+async def rebuild(
+    conn: AsyncConnection,
+    store: StatusStore,
+    *,
+    reason: str,
+    clear: bool,
+    progress: Progress | None = None,
+) -> RebuildResult:
+    """Write every username's document from one Postgres snapshot, then drop what vanished.
+
+    `clear` empties the active-queue structures first and marks the projection
+    complete (the generation marker) at the end: used when Redis lost its data.
+    `conn` must be a non-autocommit connection this function may use alone.
+    """
+    k = store.keys
+    token = uuid.uuid4().hex
+    if clear:
+        await store.redis.delete(k.active_queue, k.active_members)
+        await store.redis.set(k.rebuild_marker, token)
+    metrics.REBUILDS.labels(reason).inc()
+    log.info("rebuild started", extra={"event": "rebuild_started", "reason": reason})
+    result = RebuildResult()
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    version = -1
+    async with conn.transaction():
+        async for snap in stream_all(conn):
+            version = snap.version
+            result.usernames += len(snap.rows)
+            result.add(await store.write(snap.projections(datetime.now(UTC))))
+            if progress:
+                progress(len(snap.rows))
+    if version < 0:  # empty tables: take a version anyway, for the sweep
+        async with conn.transaction():
+            snap = await read_usernames(conn, [])
+            version = snap.version
+    await _sweep(store, conn, version, result)
+    if clear:
+        result.complete = bool(
+            await store.redis.eval(_FINISH, 2, k.rebuild_marker, k.generation, token)
+        )
+    log.info(
+        "rebuild finished",
+        extra={"event": "rebuild_finished", "reason": reason, **result.__dict__},
+    )
+    return result

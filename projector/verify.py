@@ -1,0 +1,137 @@
+"""`profile-status verify`: does Redis say what Postgres says now?
+
+Every username Postgres knows must have a document equal to the one the shared
+rules compute (the TTL policy keeps all of them alive), every document Redis
+holds must agree with Postgres, and the active-queue set must hold exactly the
+active rows. Differences seen once are checked again after a short settling
+time, so changes the projector is applying at that moment do not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from psycopg import AsyncConnection, IsolationLevel
+
+from shared.store import Projection, StatusStore
+from shared.truth import read_usernames, stream_all
+
+SETTLE_S = 2.0
+SCAN_COUNT = 1000
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class Report:
+    """The outcome: usernames compared and the differences that persisted."""
+
+    usernames: int = 0
+    differences: dict[str, str] = field(default_factory=dict)
+    queue_size_redis: int = 0
+    queue_size_postgres: int = 0
+
+    @property
+    def count(self) -> int:
+        """Differences, the queue-size mismatch counting as one."""
+        return len(self.differences) + (self.queue_size_redis != self.queue_size_postgres)
+
+    def lines(self) -> list[str]:
+        """A human summary with a few examples."""
+        out = [f"{self.count} differences among {self.usernames} usernames"]
+        if self.queue_size_redis != self.queue_size_postgres:
+            out.append(
+                f"  active queue: Redis holds {self.queue_size_redis} entries, Postgres {self.queue_size_postgres}"
+            )
+        for name, why in list(self.differences.items())[:MAX_EXAMPLES]:
+            out.append(f"  {name}: {why}")
+        return out
+
+
+async def _compare(store: StatusStore, projections: list[Projection]) -> dict[str, str]:
+    """Differences between expected projections and what Redis holds, by username."""
+    k = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for p in projections:
+        pipe.get(k.document(p.document.username))
+        pipe.hget(k.active_members, p.document.username)
+    members = [m for p in projections for m in p.active_members]
+    if members:
+        pipe.zmscore(k.active_queue, members)
+    replies = await pipe.execute()
+    out: dict[str, str] = {}
+    for i, p in enumerate(projections):
+        doc, held = replies[2 * i], replies[2 * i + 1]
+        expected = p.document
+        if doc is None:
+            if expected.state.value != "not_found":
+                out[expected.username] = "document missing"
+            continue
+        stored = orjson.loads(doc)
+        if stored.get("digest") != expected.digest:
+            out[expected.username] = f"document says {_summary(stored)}, Postgres says {_summary(expected.model_dump(mode='json'))}"
+        elif (held or b"").decode() != " ".join(p.active_members):
+            out[expected.username] = "active queue entries differ"
+    if members:
+        scores = iter(replies[-1])
+        for p in projections:
+            if any(next(scores) is None for _ in p.active_members):
+                out.setdefault(p.document.username, "active queue entry missing")
+    return out
+
+
+def _summary(doc: dict) -> str:  # type: ignore[type-arg]
+    queue = doc.get("queue") or {}
+    return f"{doc.get('state')}/{queue.get('status')}/{queue.get('priority')}/attempts={queue.get('attempts')}"
+
+
+async def _check_usernames(store: StatusStore, conn: AsyncConnection, names: list[str]) -> dict[str, str]:
+    async with conn.transaction():
+        snap = await read_usernames(conn, names)
+    return await _compare(store, snap.projections(datetime.now(UTC)))
+
+
+async def verify(
+    conn: AsyncConnection,
+    store: StatusStore,
+    *,
+    settle_s: float = SETTLE_S,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Compare every username in Postgres and in Redis; see the module docstring."""
+    report = Report()
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    seen: set[str] = set()
+    suspects: dict[str, str] = {}
+    async with conn.transaction():
+        async for snap in stream_all(conn):
+            seen.update(snap.rows)
+            suspects.update(await _compare(store, snap.projections(datetime.now(UTC))))
+            if progress:
+                progress(len(snap.rows))
+        cur = await conn.execute("SELECT count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING')")
+        report.queue_size_postgres = int((await cur.fetchone() or (0,))[0])
+    report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+    unknown: list[str] = []
+    async for key in store.redis.scan_iter(match=store.keys.document_pattern, count=SCAN_COUNT):
+        name = store.keys.username_of(key.decode())
+        if name not in seen:
+            unknown.append(name)
+    for i in range(0, len(unknown), SCAN_COUNT):
+        suspects.update(await _check_usernames(store, conn, unknown[i : i + SCAN_COUNT]))
+    report.usernames = len(seen | set(unknown))
+
+    if suspects or report.queue_size_redis != report.queue_size_postgres:
+        # A second look after the projector had time to apply what was in flight.
+        await asyncio.sleep(settle_s)
+        names = sorted(suspects)
+        for i in range(0, len(names), SCAN_COUNT):
+            report.differences.update(await _check_usernames(store, conn, names[i : i + SCAN_COUNT]))
+        async with conn.transaction():
+            cur = await conn.execute("SELECT count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING')")
+            report.queue_size_postgres = int((await cur.fetchone() or (0,))[0])
+        report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+    return report

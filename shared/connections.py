@@ -1,0 +1,62 @@
+"""Opening connections to PostgreSQL and Redis, with a start-up deadline and our own errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+from psycopg import AsyncConnection
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.errors import PostgresUnavailable, RedisUnavailable, one_line
+
+_RETRY_EVERY_S = 0.25
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else f"{scheme}{sep}{user}@{host}"
+
+
+async def connect_postgres(url: str, timeout_s: float, *, autocommit: bool = False) -> AsyncConnection:
+    """Connect, retrying until `timeout_s`; raise `PostgresUnavailable` with the last reason."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return await AsyncConnection.connect(
+                url, autocommit=autocommit, connect_timeout=max(1, int(remaining))
+            )
+        except psycopg.Error as exc:
+            if time.monotonic() + _RETRY_EVERY_S >= deadline:
+                raise PostgresUnavailable(
+                    f"cannot reach PostgreSQL at {_redacted(url)} within {timeout_s:g} s: {one_line(exc)}"
+                ) from exc
+            await asyncio.sleep(_RETRY_EVERY_S)
+
+
+def redis_client(url: str, timeout_s: float = 2.0) -> Redis:
+    """A client for `url` (redis://, rediss:// with TLS, passwords included); connects lazily."""
+    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30)
+
+
+async def wait_for_redis(redis: Redis, url: str, timeout_s: float) -> None:
+    """Return once Redis answers PING; raise `RedisUnavailable` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await redis.ping()
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + _RETRY_EVERY_S >= deadline:
+                raise RedisUnavailable(
+                    f"cannot reach Redis at {_redacted(url)} within {timeout_s:g} s: {one_line(exc)}"
+                ) from exc
+            await asyncio.sleep(_RETRY_EVERY_S)

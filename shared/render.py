@@ -1,0 +1,238 @@
+"""The status rules, part two: a document and the clock in, the API's `data` out. Pure.
+
+Everything that moves with time or with other users' jobs is computed here, at
+the moment of the response: durations, stage, progress, ETA, polling advice
+and queue position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.document import ProfileFacts, QueueFacts, State, StatusDocument
+
+FRESH_FOR = timedelta(hours=24)
+MAX_ATTEMPTS = 3
+MAX_BACKOFF_MINUTES = 30
+AVERAGE_PROCESSING_S = 4 * 60
+UNKNOWN_STATUS = "UNKNOWN"  # shown when a writer left `status` NULL
+
+# (duration below which, stage, progress %) while PROCESSING.
+_PROCESSING_STAGES = (
+    (60.0, "initializing", 10),
+    (120.0, "fetching_profile_data", 30),
+    (180.0, "analyzing_content", 60),
+    (240.0, "processing_insights", 80),
+    (math.inf, "finalizing", 95),
+)
+STAGE_BOUNDARIES_S = tuple(b for b, _, _ in _PROCESSING_STAGES if b != math.inf)
+_FIXED_STAGES = {"PENDING": ("queued", 0), "COMPLETED": ("completed", 100), "FAILED": ("failed", 0)}
+_POLLING = {"PENDING": ("30 seconds", 30), "COMPLETED": ("stop", 0), "FAILED": ("stop", 0)}
+_NEXT_ACTION = {
+    "COMPLETED": "view_profile",
+    "PENDING": "wait_for_processing",
+    "PROCESSING": "monitor_progress",
+}
+# Seed text for a PENDING job by queue position, with the seconds we report for it
+# (the middle of a range, the lower bound of an open one).
+_PENDING_ETA = ((1, "1-2 minutes", 90), (3, "3-8 minutes", 330), (10, "10-25 minutes", 1050))
+_PENDING_ETA_BEYOND = ("25+ minutes", 1500)
+_PENDING_ETA_UNKNOWN = ("5-15 minutes", 600)
+_PROCESSING_ETA_UNKNOWN = ("2-4 minutes", 180)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    """Where a job stands among all active rows: `ahead` of it, `total` active."""
+
+    ahead: int
+    total: int
+
+
+def js_round(x: float) -> int:
+    """Round half up, as the seed's `Math.round` does (Python rounds half to even)."""
+    return math.floor(x + 0.5)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 with a UTC offset, as every timestamp in responses."""
+    return ts.astimezone(UTC).isoformat() if ts is not None else None
+
+
+def processing_duration(status: str, last_attempt: datetime | None, now: datetime) -> float | None:
+    """Seconds since `last_attempt` while PROCESSING; a future attempt counts as 0."""
+    if status != "PROCESSING" or last_attempt is None:
+        return None
+    return max(0.0, (now - last_attempt).total_seconds())
+
+
+def stage_and_progress(status: str, duration: float | None) -> tuple[str, int]:
+    """The seed's processing stage and `ProcessingStageTracker` percentage."""
+    if status in _FIXED_STAGES:
+        return _FIXED_STAGES[status]
+    if status != "PROCESSING":
+        return "unknown", 0
+    if duration is None:
+        return "starting", 5
+    for below, stage, progress in _PROCESSING_STAGES:
+        if duration < below:
+            return stage, progress
+    raise AssertionError("unreachable: the last stage has no upper bound")
+
+
+def polling_interval(status: str, duration: float | None) -> tuple[str, int]:
+    """The seed's recommended polling interval, as text and as seconds (0 = stop)."""
+    if status in _POLLING:
+        return _POLLING[status]
+    if status == "PROCESSING":
+        return ("15 seconds", 15) if duration is not None and duration < 60 else ("30 seconds", 30)
+    return "60 seconds", 60
+
+
+def estimated_time(status: str, position: int | None, duration: float | None) -> tuple[str, int | None]:
+    """The seed's `calculateEstimatedTime` text, with the same estimate in seconds."""
+    if status == "COMPLETED":
+        return "complete", 0
+    if status == "FAILED":
+        return "failed - requires retry", None
+    if status == "PROCESSING":
+        if duration is None:
+            return _PROCESSING_ETA_UNKNOWN
+        remaining = max(0.0, AVERAGE_PROCESSING_S - duration)
+        if remaining < 60:
+            return f"{js_round(remaining)} seconds", js_round(remaining)
+        minutes = js_round(remaining / 60)
+        return f"{minutes} minutes", minutes * 60
+    if status == "PENDING":
+        if position is None:
+            return _PENDING_ETA_UNKNOWN
+        for up_to, text, seconds in _PENDING_ETA:
+            if position <= up_to:
+                return text, seconds
+        return _PENDING_ETA_BEYOND
+    return "unknown", None
+
+
+def retry_backoff_minutes(attempts: int) -> float:
+    """Exponential backoff before the next retry: 2^attempts minutes, at most 30."""
+    return min(2.0**attempts, MAX_BACKOFF_MINUTES)
+
+
+def is_retry_eligible(status: str, attempts: int) -> bool:
+    """A FAILED job is retried while it has had fewer than three attempts."""
+    return status == "FAILED" and attempts < MAX_ATTEMPTS
+
+
+def next_action(status: str, retry_eligible: bool) -> str:
+    """What the seed tells the user to do next."""
+    if status == "FAILED":
+        return "retry_processing" if retry_eligible else "contact_support"
+    return _NEXT_ACTION.get(status, "check_system_status")
+
+
+def render_exists(username: str, profile: ProfileFacts, now: datetime) -> dict[str, Any]:
+    """`data` for a username with a `primary_profiles` row."""
+    age_hours: float | None = None
+    if profile.created_at is not None:
+        age_hours = round(max(0.0, (now - profile.created_at).total_seconds()) / 3600, 2)
+    fresh = profile.created_at is not None and now - profile.created_at < FRESH_FOR
+    return {
+        "completed": True,
+        "status": "exists",
+        "message": "Profile processing completed",
+        "created_at": iso(profile.created_at),
+        "last_scraped_at": iso(profile.last_scraped_at),
+        "followers_count": profile.followers_count,
+        "posts_count": profile.posts_count,
+        "profile_age_hours": age_hours,
+        "data_freshness": "fresh" if fresh else "standard",
+        "availability": "ready",
+        "next_action": "view_profile",
+        "profile_url": f"/api/profile/{username}",
+        "content_url": f"/api/profile/{username}/posts",
+    }
+
+
+def render_queued(entry: QueueFacts, now: datetime, position: QueuePosition | None) -> dict[str, Any]:
+    """`data` for a username whose latest `queue` row answers."""
+    status = entry.status if entry.status is not None else UNKNOWN_STATUS
+    duration = processing_duration(status, entry.last_attempt, now)
+    stage, progress = stage_and_progress(status, duration)
+    active = entry.queue_member is not None and position is not None
+    queue_position = position.ahead + 1 if active and position else None
+    eta_text, eta_seconds = estimated_time(status, queue_position, duration)
+    retry = is_retry_eligible(status, entry.attempts)
+    next_retry = None
+    if retry and entry.last_attempt is not None:
+        next_retry = entry.last_attempt + timedelta(minutes=retry_backoff_minutes(entry.attempts))
+    polling_text, polling_seconds = polling_interval(status, duration)
+    return {
+        "completed": False,
+        "status": status,
+        "message": f"Profile is {status.lower()}",
+        "attempts": entry.attempts,
+        "priority": entry.priority,
+        "request_id": entry.request_id,
+        "timestamp": iso(entry.timestamp),
+        "last_attempt": iso(entry.last_attempt),
+        "error_message": entry.error_message,
+        "processing_duration_seconds": round(duration, 2) if duration is not None else None,
+        "processing_stage": stage,
+        "progress_percentage": progress,
+        "queue_position": queue_position,
+        "ahead_count": position.ahead if active and position else None,
+        "total_queue_size": position.total if active and position else None,
+        "estimated_time_remaining": eta_text,
+        "estimated_seconds_remaining": eta_seconds,
+        "is_retry_eligible": retry,
+        "next_retry_time": iso(next_retry),
+        "recommended_polling_interval": polling_text,
+        "recommended_polling_seconds": polling_seconds,
+        "can_be_cancelled": status in ("PENDING", "PROCESSING"),
+        "next_action": next_action(status, retry),
+    }
+
+
+def render_not_found(username: str) -> dict[str, Any]:
+    """`data` for a username neither table knows."""
+    return {
+        "completed": False,
+        "status": "NOT_FOUND",
+        "message": "Profile not found in queue or database",
+        "recommendation": "Submit processing request first",
+        "next_action": "request_processing",
+        "suggested_endpoint": f"/api/profile/{username}/request",
+    }
+
+
+def render(doc: StatusDocument, now: datetime, position: QueuePosition | None = None) -> dict[str, Any]:
+    """The API's `data` for `doc` at `now`; `position` is needed for an active job."""
+    if doc.state is State.EXISTS and doc.profile is not None:
+        return render_exists(doc.username, doc.profile, now)
+    if doc.state is State.QUEUED and doc.queue is not None:
+        return render_queued(doc.queue, now, position)
+    return render_not_found(doc.username)
+
+
+def is_terminal(data: dict[str, Any]) -> bool:
+    """No further change is expected without a new request: stop pushing and polling."""
+    status = data["status"]
+    return status in ("exists", "COMPLETED") or (status == "FAILED" and not data["is_retry_eligible"])
+
+
+def next_clock_change(doc: StatusDocument, now: datetime) -> datetime | None:
+    """When the clock alone next moves the stage or freshness of `doc` (None: never)."""
+    if doc.state is State.EXISTS and doc.profile and doc.profile.created_at:
+        turns_stale = doc.profile.created_at + FRESH_FOR
+        return turns_stale if turns_stale > now else None
+    entry = doc.queue
+    if entry is None or entry.status != "PROCESSING" or entry.last_attempt is None:
+        return None
+    for boundary in STAGE_BOUNDARIES_S:
+        at = entry.last_attempt + timedelta(seconds=boundary)
+        if at > now:
+            return at
+    return None

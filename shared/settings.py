@@ -1,0 +1,51 @@
+"""Configuration from the environment, read once in each entry point and passed down."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.keys import DEFAULT_PREFIX
+from shared.store import DOCUMENT_TTL_S, NOT_FOUND_TTL_S
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+STARTUP_TIMEOUT_S = 10.0
+
+
+class Settings(BaseSettings):
+    """Everything the processes of profile-status can be told.
+
+    `DATABASE_URL` and `REDIS_URL` as the contract names them; the rest with the
+    `PROFILE_STATUS_` prefix (for example `PROFILE_STATUS_KEY_PREFIX`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PROFILE_STATUS_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "PROFILE_STATUS_DATABASE_URL")
+    )
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "PROFILE_STATUS_REDIS_URL")
+    )
+    key_prefix: str = DEFAULT_PREFIX
+    startup_timeout_s: float = STARTUP_TIMEOUT_S
+    document_ttl_s: int = DOCUMENT_TTL_S
+    not_found_ttl_s: int = NOT_FOUND_TTL_S
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    # Projector
+    batch_size: int = 5000
+    coalesce_ms: float = 5.0
+    safety_poll_s: float = 5.0
+    heartbeat_interval_s: float = 1.0
+    heartbeat_ttl_s: int = 30
+    refresh_interval_s: float = 24 * 3600.0
+    retry_max_delay_s: float = 10.0
+    metrics_port: int | None = None
+
+    # API
+    heartbeat_max_age_s: float = 10.0
+    redis_timeout_s: float = 2.0
+    database_pool_size: int = 4

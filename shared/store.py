@@ -1,0 +1,106 @@
+"""The Redis side of the projection: writing documents safely and reading them in one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.asyncio import Redis
+
+from shared.document import State, StatusDocument
+from shared.keys import Keys
+
+# Documents of known usernames outlive any plausible projector outage; the projector
+# refreshes them long before they expire. NOT_FOUND documents are a short negative cache.
+DOCUMENT_TTL_S = 7 * 24 * 3600
+NOT_FOUND_TTL_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class TtlPolicy:
+    """How long each kind of document lives in Redis."""
+
+    document_s: int = DOCUMENT_TTL_S
+    not_found_s: int = NOT_FOUND_TTL_S
+
+    def ttl_for(self, doc: StatusDocument) -> int:
+        """Seconds `doc` lives after it was last written or confirmed."""
+        return self.not_found_s if doc.state is State.NOT_FOUND else self.document_s
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What the projector writes for one username: its document and its active queue rows."""
+
+    document: StatusDocument
+    active_members: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """How many writes Redis took, found unchanged, or rejected as older than what it holds."""
+
+    written: int = 0
+    unchanged: int = 0
+    stale: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RawStatus:
+    """One poll's read: the stored document and the job's rank among active rows."""
+
+    document: bytes | None
+    rank: int | None
+    queue_size: int
+    # False while the projection is being (re)built: ranks are then incomplete.
+    complete: bool
+
+
+def _lua(name: str) -> str:
+    return resources.files("shared").joinpath("lua", name).read_text()
+
+
+class StatusStore:
+    """Reads and writes status documents under one key prefix."""
+
+    def __init__(self, redis: Redis, keys: Keys | None = None, ttl: TtlPolicy | None = None) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.ttl = ttl or TtlPolicy()
+        self._write = redis.register_script(_lua("write_status.lua"))
+        self._read = redis.register_script(_lua("read_status.lua"))
+
+    async def write(self, projections: Sequence[Projection]) -> WriteOutcome:
+        """Store each projection unless Redis already holds a newer version (one pipeline)."""
+        if not projections:
+            return WriteOutcome()
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for p in projections:
+            doc = p.document
+            await self._write(
+                keys=[k.document(doc.username), k.active_queue, k.active_members],
+                args=[
+                    doc.username,
+                    doc.version,
+                    doc.digest,
+                    doc.model_dump_json(),
+                    self.ttl.ttl_for(doc),
+                    " ".join(p.active_members),
+                    k.changes_channel,
+                ],
+                client=pipe,
+            )
+        results = await pipe.execute()
+        return WriteOutcome(
+            written=results.count(2), unchanged=results.count(1), stale=results.count(0)
+        )
+
+    async def read(self, username: str) -> RawStatus:
+        """The document of `username` with its rank and the active queue's size."""
+        k = self.keys
+        doc, rank, size, generation = await self._read(
+            keys=[k.document(username), k.active_queue, k.generation]
+        )
+        return RawStatus(document=doc, rank=rank, queue_size=int(size), complete=bool(generation))
