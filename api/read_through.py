@@ -16,7 +16,7 @@ from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from shared.document import StatusDocument
-from shared.render import QueuePosition
+from shared.rules import QueuePosition
 from shared.store import StatusStore
 from shared.truth import count_position, read_usernames
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     await conn.set_read_only(True)
 
 

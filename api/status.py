@@ -19,7 +19,8 @@ from api.read_through import ReadThrough
 from api.responses import JSON, error, unavailable
 from shared.document import StatusDocument
 from shared.errors import one_line
-from shared.render import QueuePosition, render
+from shared.render import render
+from shared.rules import QueuePosition
 from shared.store import StatusStore
 from shared.usernames import InvalidUsername, normalize_username
 

@@ -97,7 +97,7 @@ class Projector:
             if not await self._acquire(work, stop):
                 return
             await work.set_autocommit(False)
-            work.isolation_level = IsolationLevel.REPEATABLE_READ
+            await work.set_isolation_level(IsolationLevel.REPEATABLE_READ)
             self.sessions += 1
             metrics.ACTIVE.set(1)
             await changelog.listen(listener)
@@ -132,6 +132,7 @@ class Projector:
     async def _follow(self, work: AsyncConnection, stop: asyncio.Event, notifier: asyncio.Task[None]) -> None:
         s = self.settings
         await self._check_generation()
+        await self._heartbeat(active=True, work=work)
         await self._drain(work, stop)
         last_drain = last_beat = last_probe = time.monotonic()
         probe_sent: float | None = None

@@ -120,7 +120,7 @@ async def rebuild(
     metrics.REBUILDS.labels(reason).inc()
     log.info("rebuild started", extra={"event": "rebuild_started", "reason": reason})
     result = RebuildResult()
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     version = -1
     async with conn.transaction():
         async for snap in stream_all(conn):

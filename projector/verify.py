@@ -103,7 +103,7 @@ async def verify(
 ) -> Report:
     """Compare every username in Postgres and in Redis; see the module docstring."""
     report = Report()
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     seen: set[str] = set()
     suspects: dict[str, str] = {}
     async with conn.transaction():

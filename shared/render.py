@@ -8,11 +8,11 @@ and queue position.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.document import ProfileFacts, QueueFacts, State, StatusDocument
+from shared.rules import QueuePosition
 
 FRESH_FOR = timedelta(hours=24)
 MAX_ATTEMPTS = 3
@@ -42,14 +42,6 @@ _PENDING_ETA = ((1, "1-2 minutes", 90), (3, "3-8 minutes", 330), (10, "10-25 min
 _PENDING_ETA_BEYOND = ("25+ minutes", 1500)
 _PENDING_ETA_UNKNOWN = ("5-15 minutes", 600)
 _PROCESSING_ETA_UNKNOWN = ("2-4 minutes", 180)
-
-
-@dataclass(frozen=True, slots=True)
-class QueuePosition:
-    """Where a job stands among all active rows: `ahead` of it, `total` active."""
-
-    ahead: int
-    total: int
 
 
 def js_round(x: float) -> int:

@@ -7,6 +7,7 @@ rows are ordered. `shared.render` turns a document into the API's `data`.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,20 @@ def queue_member(row: QueueRow) -> str:
     this member is the number of active rows ahead of it.
     """
     return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    """Where a job stands among all active rows: `ahead` of it, `total` active."""
+
+    ahead: int
+    total: int
+
+
+def position_among(member: str, active: Iterable[str]) -> QueuePosition:
+    """The position of `member` among every active member (what ZRANK and ZCARD answer in Redis)."""
+    members = list(active)
+    return QueuePosition(ahead=sum(1 for m in members if m < member), total=len(members))
 
 
 def is_active(row: QueueRow) -> bool:

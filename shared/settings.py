@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     `PROFILE_STATUS_` prefix (for example `PROFILE_STATUS_KEY_PREFIX`).
     """
 
-    model_config = SettingsConfigDict(env_prefix="PROFILE_STATUS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PROFILE_STATUS_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "PROFILE_STATUS_DATABASE_URL")
