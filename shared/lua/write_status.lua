@@ -17,16 +17,17 @@ end
 
 -- Members are reconciled even when the document is unchanged: they are what
 -- positions are counted from, and a rebuild may have emptied the sorted set.
+-- Re-adding present members is a no-op, and repairs a set that lost some.
 local old_members = redis.call('HGET', KEYS[3], ARGV[1]) or ''
 if old_members ~= ARGV[6] then
     for m in string.gmatch(old_members, '%S+') do redis.call('ZREM', KEYS[2], m) end
-    for m in string.gmatch(ARGV[6], '%S+') do redis.call('ZADD', KEYS[2], 0, m) end
     if ARGV[6] == '' then
         redis.call('HDEL', KEYS[3], ARGV[1])
     else
         redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
     end
 end
+for m in string.gmatch(ARGV[6], '%S+') do redis.call('ZADD', KEYS[2], 0, m) end
 
 if same then
     local confirmed = string.gsub(cur, '"version":%d+', '"version":' .. version, 1)

@@ -40,7 +40,7 @@ def test_valid_names_are_normalized(raw: str, expected: str) -> None:
     assert normalize_username(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["mike_1", "MiKe.9_x", "@Z" * 1])
+@pytest.mark.parametrize("raw", ["mike_1", "MiKe.9_x", "@Z"])
 def test_normalization_is_idempotent(raw: str) -> None:
     once = normalize_username(raw)
     assert normalize_username(once) == once

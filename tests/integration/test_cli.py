@@ -1,0 +1,204 @@
+"""The `profile-status` commands as an operator runs them: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from psycopg.conninfo import make_conninfo
+
+from profile_status.embedded import free_port
+from shared.keys import Keys
+from shared.settings import Settings
+from tests.integration.rows import add_job, add_profile
+from tests.integration.stack import eventually
+
+SEED_CLIENT = Path(__file__).parents[1] / "seed" / "check-profile-status.sh"
+CLI = [sys.executable, "-m", "profile_status.cli"]
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "PROFILE_STATUS_KEY_PREFIX": settings.key_prefix,
+        "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
+        **extra,
+    }
+
+
+def run_cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run one command to completion."""
+    return subprocess.run([*CLI, *args], env=_env(settings, **extra), capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def projector_process(settings: Settings) -> Iterator[subprocess.Popen[str]]:
+    """`profile-status projector` as a child process."""
+    proc = subprocess.Popen([*CLI, "projector"], env=_env(settings), stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    assert proc.stderr is not None
+    proc.stderr.close()
+
+
+def _wait_heartbeat(rds: redis.Redis, settings: Settings) -> None:
+    eventually(lambda: rds.exists(Keys(settings.key_prefix).heartbeat), timeout=15)
+
+
+@pytest.fixture
+def seed_database(postgres_server_url: str) -> Iterator[str]:
+    """A database holding the seed's tables and data, created without us."""
+    name = f"ps_seed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(postgres_server_url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE queue (id UUID DEFAULT gen_random_uuid() PRIMARY KEY, username VARCHAR(255) NOT NULL,"
+            " source VARCHAR(50) NOT NULL, priority VARCHAR(10) NOT NULL, status VARCHAR(20) DEFAULT 'PENDING',"
+            " timestamp TIMESTAMPTZ DEFAULT NOW(), last_attempt TIMESTAMPTZ, attempts INTEGER DEFAULT 0,"
+            " error_message TEXT, request_id VARCHAR(50) UNIQUE NOT NULL, created_at TIMESTAMPTZ DEFAULT NOW(),"
+            " updated_at TIMESTAMPTZ DEFAULT NOW())"
+        )
+        conn.execute("INSERT INTO queue (username, source, priority, request_id) VALUES ('kept', 'seed', 'HIGH', 'r1')")
+    yield url
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_is_idempotent_and_keeps_existing_data(settings: Settings, seed_database: str) -> None:
+    target = settings.model_copy(update={"database_url": seed_database})
+    for _ in range(2):
+        result = run_cli(target, "migrate")
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(seed_database, autocommit=True) as conn:
+        assert conn.execute("SELECT username FROM queue").fetchall() == [("kept",)]
+        assert conn.execute("SELECT count(*) FROM primary_profiles").fetchone() == (0,)
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'profile_status_%%_v1'"
+        ).fetchone()
+        assert triggers == (8,)
+        conn.execute("UPDATE queue SET status = 'PROCESSING'")
+        assert conn.execute("SELECT username FROM profile_status_changes_v1").fetchall() == [("kept",)]
+
+
+@pytest.mark.parametrize(
+    ("command", "server"),
+    [(c, "postgres") for c in ("migrate", "projector", "resync", "verify")]
+    + [(c, "redis") for c in ("projector", "resync", "verify")],
+)
+def test_unreachable_servers_are_one_clear_line(settings: Settings, command: str, server: str) -> None:    dead = {"postgres": {"database_url": "postgresql://nobody@127.0.0.1:1/none"}, "redis": {"redis_url": "redis://127.0.0.1:1/0"}}
+    started = time.monotonic()
+    result = run_cli(settings.model_copy(update=dead[server]), command, PROFILE_STATUS_STARTUP_TIMEOUT_S="1")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("profile-status: error: cannot reach "), last
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_projector_exits_cleanly_on_signals(
+    settings: Settings, projector_process: subprocess.Popen[str], rds: redis.Redis, sig: signal.Signals
+) -> None:
+    _wait_heartbeat(rds, settings)
+    stopped = time.monotonic()
+    projector_process.send_signal(sig)
+    assert projector_process.wait(5) == 0
+    assert time.monotonic() - stopped < 5
+
+
+def test_api_serves_and_exits_on_sigterm(settings: Settings) -> None:
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "api", "--port", str(port)], env=_env(settings), stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, timeout=20)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+        assert time.monotonic() - stopped < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=1).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_verify_finds_differences_and_resync_repairs_them(
+    settings: Settings, projector_process: subprocess.Popen[str], db: psycopg.Connection, rds: redis.Redis
+) -> None:
+    keys = Keys(settings.key_prefix)
+    for i in range(20):
+        add_job(db, f"user_{i}", priority=("HIGH", "LOW")[i % 2])
+    add_profile(db, "famous")
+    _wait_heartbeat(rds, settings)
+    eventually(lambda: rds.zcard(keys.active_queue) == 20)
+    assert run_cli(settings, "verify").returncode == 0
+    projector_process.send_signal(signal.SIGTERM)
+    assert projector_process.wait(5) == 0
+    rds.delete(keys.document("user_3"))
+    rds.zrem(keys.active_queue, rds.zrange(keys.active_queue, 0, 0)[0])
+    rds.set(keys.document("ghost"), rds.get(keys.document("famous")).replace(b'"famous"', b'"ghost"'))
+    result = run_cli(settings, "verify", "--settle", "0.1")
+    assert result.returncode == 1
+    assert result.stdout.startswith("4 differences"), result.stdout
+    resync = run_cli(settings, "resync")
+    assert resync.returncode == 0, resync.stderr
+    assert "vanished" in resync.stdout
+    final = run_cli(settings, "verify")
+    assert final.returncode == 0, final.stdout
+    assert final.stdout.startswith("0 differences")
+
+
+@pytest.mark.skipif(not (shutil.which("jq") and shutil.which("curl")), reason="the seed's client needs jq and curl")
+def test_the_seed_bash_client_works_unchanged(
+    http: httpx.Client, db: psycopg.Connection, projector: object
+) -> None:
+    add_profile(db, "entrepreneur_mike", followers=125000, posts=847)
+    add_job(db, "pending_user", priority="HIGH")
+    add_job(db, "failed_user", status="FAILED", attempts=2, last_attempt=None, error_message="Instagram profile not accessible")
+    eventually(lambda: http.get("/api/profile/failed_user/status").json()["data"]["status"] == "FAILED")
+
+    def client(username: str) -> str:
+        env = {**os.environ, "API_BASE": str(http.base_url).rstrip("/")}
+        out = subprocess.run(["bash", str(SEED_CLIENT), username], env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    done = client("@entrepreneur_mike")
+    assert "Status: exists" in done and "Profile processing completed!" in done
+    assert "Followers: 125000" in done and "Profile URL: /api/profile/entrepreneur_mike" in done
+    pending = client("pending_user")
+    assert "Status: PENDING" in pending and "Stage: queued" in pending and "Queue position: #1" in pending
+    failed = client("failed_user")
+    assert "Processing failed (attempt #2)" in failed and "Error: Instagram profile not accessible" in failed
+    unknown = client("nobody_at_all")
+    assert "Status: NOT_FOUND" in unknown and "Endpoint: /api/profile/nobody_at_all/request" in unknown
+
+
+def test_the_vendored_seed_client_is_the_spec_s(request: pytest.FixtureRequest) -> None:
+    spec = Path(__file__).parents[2].parent / "shared" / "seed" / "status-endpoint-spec.md"
+    if not spec.exists():
+        pytest.skip("the seed specification is not beside this checkout")
+    assert SEED_CLIENT.read_text() in spec.read_text()
