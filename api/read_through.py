@@ -31,7 +31,13 @@ async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
 def make_pool(database_url: str, size: int) -> AsyncConnectionPool:
     """A small pool, opened lazily: the API must start, and serve hits, without Postgres."""
     return AsyncConnectionPool(
-        database_url, min_size=0, max_size=size, open=False, configure=_configure, timeout=5.0
+        database_url,
+        min_size=0,
+        max_size=size,
+        open=False,
+        configure=_configure,
+        timeout=5.0,
+        kwargs={"application_name": "profile-status-api"},
     )
 
 

@@ -89,8 +89,10 @@ class Projector:
 
     async def _session(self, stop: asyncio.Event) -> None:
         s = self.settings
-        listener = await connect_postgres(s.database_url, s.startup_timeout_s, autocommit=True)
-        work = await connect_postgres(s.database_url, s.startup_timeout_s)
+        listener = await connect_postgres(
+            s.database_url, s.startup_timeout_s, autocommit=True, application_name="profile-status-listener"
+        )
+        work = await connect_postgres(s.database_url, s.startup_timeout_s, application_name="profile-status-projector")
         notifier: asyncio.Task[None] | None = None
         try:
             await work.set_autocommit(True)
@@ -208,7 +210,9 @@ class Projector:
 
     async def _run_rebuild(self, reason: str, clear: bool) -> None:
         # Its own connection: the change log keeps being applied meanwhile.
-        conn = await connect_postgres(self.settings.database_url, self.settings.startup_timeout_s)
+        conn = await connect_postgres(
+            self.settings.database_url, self.settings.startup_timeout_s, application_name="profile-status-rebuild"
+        )
         try:
             result = await rebuild(conn, self.store, reason=reason, clear=clear)
             if not result.complete:

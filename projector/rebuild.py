@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection, IsolationLevel
 
 from projector import metrics
+from shared.rows import QUEUE_COLUMNS, QueueRow
+from shared.rules import is_active, queue_member
 from shared.store import StatusStore, WriteOutcome
 from shared.truth import read_usernames, stream_all
 
@@ -45,6 +47,7 @@ class RebuildResult:
     unchanged: int = 0
     stale: int = 0
     vanished: int = 0
+    orphans: int = 0
     complete: bool = True
 
     def add(self, outcome: WriteOutcome) -> None:
@@ -98,6 +101,37 @@ async def _sweep(store: StatusStore, conn: AsyncConnection, version: int, result
         result.add(await store.write(snap.projections(datetime.now(UTC))))
 
 
+async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
+    """Remove active-queue entries that no active row explains any more (after partial data loss).
+
+    Each chunk is listed before Postgres is asked, so an entry the projector wrote
+    meanwhile matches a row it has already read, and stays.
+    """
+    removed = 0
+    chunk: list[bytes] = []
+    async for member, _ in store.redis.zscan_iter(store.keys.active_queue, count=SCAN_COUNT):
+        chunk.append(member)
+        if len(chunk) >= SCAN_COUNT:
+            removed += await _drop_unexplained(store, conn, chunk)
+            chunk = []
+    if chunk:
+        removed += await _drop_unexplained(store, conn, chunk)
+    return removed
+
+
+async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, members: list[bytes]) -> int:
+    ids = {m.split(b":")[2].decode() for m in members}
+    cur = await conn.execute(
+        f"SELECT lower(username), {QUEUE_COLUMNS} FROM queue WHERE id = ANY(%s::uuid[])", (list(ids),)
+    )
+    rows = [(owner, QueueRow(*values)) for owner, *values in await cur.fetchall()]
+    explained = {queue_member(row, owner).encode() for owner, row in rows if is_active(row)}
+    orphans = [m for m in members if m not in explained]
+    if orphans:
+        await store.redis.zrem(store.keys.active_queue, *orphans)
+    return len(orphans)
+
+
 async def rebuild(
     conn: AsyncConnection,
     store: StatusStore,
@@ -108,14 +142,15 @@ async def rebuild(
 ) -> RebuildResult:
     """Write every username's document from one Postgres snapshot, then drop what vanished.
 
-    `clear` empties the active-queue structures first and marks the projection
-    complete (the generation marker) at the end: used when Redis lost its data.
+    `clear` marks the projection complete (the generation marker) at the end:
+    used when Redis lost its data. Nothing is deleted first: the projector keeps
+    writing newer documents meanwhile, and every write reconciles its own
+    username's queue entries; entries no row explains are removed at the end.
     `conn` must be a non-autocommit connection this function may use alone.
     """
     k = store.keys
     token = uuid.uuid4().hex
     if clear:
-        await store.redis.delete(k.active_queue, k.active_members)
         await store.redis.set(k.rebuild_marker, token)
     metrics.REBUILDS.labels(reason).inc()
     log.info("rebuild started", extra={"event": "rebuild_started", "reason": reason})
@@ -134,6 +169,11 @@ async def rebuild(
             snap = await read_usernames(conn, [])
             version = snap.version
     await _sweep(store, conn, version, result)
+    await conn.set_autocommit(True)
+    try:
+        result.orphans = await _sweep_queue(store, conn)
+    finally:
+        await conn.set_autocommit(False)
     if clear:
         result.complete = bool(
             await store.redis.eval(_FINISH, 2, k.rebuild_marker, k.generation, token)

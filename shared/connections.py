@@ -25,14 +25,22 @@ def _redacted(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else f"{scheme}{sep}{user}@{host}"
 
 
-async def connect_postgres(url: str, timeout_s: float, *, autocommit: bool = False) -> AsyncConnection:
-    """Connect, retrying until `timeout_s`; raise `PostgresUnavailable` with the last reason."""
+async def connect_postgres(
+    url: str, timeout_s: float, *, autocommit: bool = False, application_name: str = "profile-status"
+) -> AsyncConnection:
+    """Connect, retrying until `timeout_s`; raise `PostgresUnavailable` with the last reason.
+
+    `application_name` shows in pg_stat_activity, so operators can tell our sessions apart.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
         try:
             return await AsyncConnection.connect(
-                url, autocommit=autocommit, connect_timeout=max(1, int(remaining))
+                url,
+                autocommit=autocommit,
+                connect_timeout=max(1, int(remaining)),
+                application_name=application_name,
             )
         except psycopg.Error as exc:
             if time.monotonic() + _RETRY_EVERY_S >= deadline:

@@ -39,13 +39,18 @@ def priority_rank(priority: str | None) -> int:
     return _PRIORITY_RANK.get(priority or "", _LOWEST_PRIORITY_RANK)
 
 
-def queue_member(row: QueueRow) -> str:
+def queue_member(row: QueueRow, owner: str | None = None) -> str:
     """The row's place in the queue order as a string that sorts like the order.
 
     Priority, then earlier `timestamp`, then smaller `id`: the sorted-set rank of
-    this member is the number of active rows ahead of it.
+    this member is the number of active rows ahead of it. The tail names the
+    username the row is filed under (`owner`, default its own, lower-cased), so
+    that while a rename is applied the old and the new name each add and remove
+    only their own entry.
     """
-    return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}"
+    owner = row.username.lower() if owner is None else owner
+    tag = hashlib.blake2b(owner.encode(), digest_size=4).hexdigest()
+    return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}:{tag}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,7 @@ def project(
             timestamp=latest.timestamp,
             last_attempt=latest.last_attempt,
             error_message=latest.error_message,
-            queue_member=queue_member(latest) if is_active(latest) else None,
+            queue_member=queue_member(latest, username) if is_active(latest) else None,
         )
         return StatusDocument(
             username=username,
@@ -157,9 +162,9 @@ def project(
     )
 
 
-def active_members(queue_rows: Iterable[QueueRow]) -> list[str]:
-    """Sorted-set members for every active row of one username (all count in positions)."""
-    return sorted(queue_member(r) for r in queue_rows if is_active(r))
+def active_members(queue_rows: Iterable[QueueRow], owner: str | None = None) -> list[str]:
+    """Sorted-set members for every active row (all count in positions), filed under `owner`."""
+    return sorted(queue_member(r, owner) for r in queue_rows if is_active(r))
 
 
 def snapshot_version(xmax: int, in_progress: int) -> int:

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 1.0
     heartbeat_ttl_s: int = 30
     refresh_interval_s: float = 24 * 3600.0
-    retry_max_delay_s: float = 10.0
+    retry_max_delay_s: float = 5.0
     metrics_port: int | None = None
 
     # API

@@ -55,7 +55,7 @@ class Snapshot:
                 project(
                     name, r.profiles, r.queue, version=self.version, projected_at=projected_at
                 ),
-                active_members(r.queue),
+                active_members(r.queue, name),
             )
             for name, r in self.rows.items()
         ]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -103,3 +108,64 @@ class ApiThread:
     def client(self) -> httpx.Client:
         """An HTTP client for this server."""
         return httpx.Client(base_url=self.base_url, timeout=10)
+
+
+class ProjectorProcess:
+    """`profile-status projector` as a child process, to be killed the hard way."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss_kib = 0
+
+    def start(self) -> ProjectorProcess:
+        """Launch it."""
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.settings.database_url,
+            "REDIS_URL": self.settings.redis_url,
+            "PROFILE_STATUS_KEY_PREFIX": self.settings.key_prefix,
+            "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
+            "PROFILE_STATUS_SAFETY_POLL_S": "1",
+            "PROFILE_STATUS_RETRY_MAX_DELAY_S": "1",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "profile_status.cli", "projector"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The child's pid."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def sample_rss(self) -> int:
+        """Record the peak resident memory the kernel reports (VmHWM), in KiB."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
+        except FileNotFoundError:
+            pass
+        return self.peak_rss_kib
+
+    def kill9(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)

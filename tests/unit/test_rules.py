@@ -122,6 +122,8 @@ def test_latest_queue_row_of_nothing_is_none() -> None:
         # NULL timestamps are the oldest
         ([qrow(1, timestamp=None), qrow(2, timestamp=T0 - timedelta(days=3650))], 2),
         ([qrow(2, timestamp=T0 - timedelta(days=3650)), qrow(1, timestamp=None)], 2),
+        ([qrow(1, timestamp=None), qrow(2, timestamp=datetime(1960, 1, 1, tzinfo=UTC))], 2),
+        ([qrow(2, timestamp=datetime(1, 1, 2, tzinfo=UTC)), qrow(1, timestamp=None)], 2),
         # only NULL timestamps: created_at then id decide
         (
             [
@@ -240,6 +242,9 @@ def test_answering_profile_null_updated_at_is_least_recent() -> None:
     dated = prow(2, username="mike_1", updated_at=T0 - timedelta(days=1000), followers_count=2)
     assert answering_profile([undated, dated]) == dated
     assert answering_profile([dated, undated]) == dated
+    ancient = prow(3, username="Mike_1", updated_at=datetime(1950, 1, 1, tzinfo=UTC), followers_count=3)
+    assert answering_profile([undated, ancient]) == ancient
+    assert answering_profile([ancient, undated]) == ancient
 
 
 def test_answering_profile_compares_instants_across_offsets() -> None:
