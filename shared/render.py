@@ -110,7 +110,8 @@ def estimated_time(status: str, position: int | None, duration: float | None) ->
 
 def retry_backoff_minutes(attempts: int) -> float:
     """Exponential backoff before the next retry: 2^attempts minutes, at most 30."""
-    return min(2.0**attempts, MAX_BACKOFF_MINUTES)
+    # The exponent is bounded first: 2.0**1024 overflows, and 2^5 already exceeds the cap.
+    return min(2.0 ** min(attempts, 5), MAX_BACKOFF_MINUTES)
 
 
 def is_retry_eligible(status: str, attempts: int) -> bool:

@@ -102,6 +102,11 @@ def answering_profile(rows: Iterable[ProfileRow]) -> ProfileRow | None:
     )
 
 
+def _utc(ts: datetime | None) -> datetime | None:
+    """Instants in UTC, so equal facts read in any session time zone hash and render alike."""
+    return ts.astimezone(UTC) if ts is not None else None
+
+
 def _digest(username: str, state: State, facts: dict[str, object] | None) -> str:
     payload = orjson.dumps([username, state.value, facts], option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(payload, digest_size=8).hexdigest()
@@ -119,8 +124,8 @@ def project(
     profile = answering_profile(profiles)
     if profile is not None:
         facts = ProfileFacts(
-            created_at=profile.created_at,
-            last_scraped_at=profile.last_scraped_at,
+            created_at=_utc(profile.created_at),
+            last_scraped_at=_utc(profile.last_scraped_at),
             followers_count=profile.followers_count,
             posts_count=profile.posts_count,
         )
@@ -140,8 +145,8 @@ def project(
             priority=latest.priority,
             attempts=latest.attempts or 0,
             request_id=latest.request_id,
-            timestamp=latest.timestamp,
-            last_attempt=latest.last_attempt,
+            timestamp=_utc(latest.timestamp),
+            last_attempt=_utc(latest.last_attempt),
             error_message=latest.error_message,
             queue_member=queue_member(latest, username) if is_active(latest) else None,
         )

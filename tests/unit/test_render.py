@@ -697,7 +697,7 @@ def test_only_failed_is_retry_eligible(status: str, attempts: int | None) -> Non
 
 @pytest.mark.parametrize(
     ("attempts", "minutes"),
-    [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (6, 30), (30, 30), (100, 30)],
+    [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (6, 30), (30, 30), (100, 30), (1024, 30), (2**31 - 1, 30)],
 )
 def test_retry_backoff_is_capped_at_30_minutes(attempts: int, minutes: int) -> None:
     assert retry_backoff_minutes(attempts) == minutes
@@ -779,6 +779,30 @@ def test_unknown_status_keeps_its_text(status: str) -> None:
     assert data["is_retry_eligible"] is False
     assert data["next_retry_time"] is None
     assert is_terminal(data) is False
+
+
+def test_null_status_does_not_break_anything() -> None:
+    data = render_one(status=None, attempts=None, priority=None, request_id=None, last_attempt=NOW)
+    assert data["completed"] is False
+    assert isinstance(data["status"], str)
+    assert data["message"] == f"Profile is {data['status'].lower()}"
+    assert data["processing_stage"] == "unknown"
+    assert data["recommended_polling_interval"] == "60 seconds"
+    assert data["recommended_polling_seconds"] == 60
+    assert data["next_action"] == "check_system_status"
+    assert data["queue_position"] is None
+    assert data["attempts"] == 0
+    assert data["priority"] is None
+    json.dumps(data)
+
+
+@pytest.mark.parametrize("attempts", [-(2**31), -1, 2**31 - 1])
+@pytest.mark.parametrize("status", ["FAILED", "PENDING", "PROCESSING", "COMPLETED", "On_Hold"])
+def test_extreme_attempts_do_not_break_anything(status: str, attempts: int) -> None:
+    data = render_one(status=status, attempts=attempts, last_attempt=NOW - timedelta(seconds=5))
+    assert data["attempts"] == attempts
+    assert data["is_retry_eligible"] is (status == "FAILED" and attempts < 3)
+    json.dumps(data)
 
 
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED", "On_Hold"])

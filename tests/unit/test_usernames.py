@@ -57,6 +57,8 @@ def test_normalization_is_idempotent(raw: str) -> None:
         ("\t", REQUIRED),
         ("\n", REQUIRED),
         (" \t\r\n ", REQUIRED),
+        ("\u00a0", REQUIRED),  # no-break space is white space too
+        ("\u2003\u3000", REQUIRED),
         ("@   ", REQUIRED),
         (" " * 40, REQUIRED),  # emptiness is checked before the length
         # longer than 30 characters (checked before the characters)
