@@ -19,6 +19,7 @@ from api.responses import error
 from api.status import get_status
 from shared.connections import redis_client
 from shared.keys import Keys
+from shared.reader import StatusReader
 from shared.settings import Settings
 from shared.store import StatusStore, TtlPolicy
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield {
                 "settings": settings,
                 "store": store,
+                "reader": StatusReader(redis, store.keys),
                 "read_through": ReadThrough(pool, store),
             }
         finally:

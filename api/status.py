@@ -19,9 +19,8 @@ from api.read_through import ReadThrough
 from api.responses import JSON, error, unavailable
 from shared.document import StatusDocument
 from shared.errors import one_line
+from shared.reader import StatusReader
 from shared.render import render
-from shared.rules import QueuePosition
-from shared.store import StatusStore
 from shared.usernames import InvalidUsername, normalize_username
 
 log = logging.getLogger(__name__)
@@ -48,29 +47,25 @@ class Status:
     data: dict[str, Any]
 
 
-async def current_status(store: StatusStore, fallback: ReadThrough, username: str) -> Status:
+async def current_status(reader: StatusReader, fallback: ReadThrough, username: str) -> Status:
     """Read (or on a miss, resolve) and render the status of a normalized username."""
     try:
-        raw = await store.read(username)
+        reading = await reader.read(username)
+        estimates = await reader.estimates()
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(one_line(exc)) from exc
     try:
-        if raw.document is None:
+        doc, position = reading.document, reading.position
+        if doc is None:
             doc = await fallback.document(username)
             position = await fallback.position(doc)
-        else:
-            doc = StatusDocument.model_validate_json(raw.document)
-            position = None
-            if doc.queue is not None and doc.queue.queue_member is not None:
-                if raw.complete and raw.rank is not None:
-                    position = QueuePosition(ahead=raw.rank, total=raw.queue_size)
-                else:
-                    position = await fallback.position(doc)
+        elif reading.needs_position:
+            position = await fallback.position(doc)
     except (psycopg.Error, PoolTimeout, OSError) as exc:
         raise DatabaseUnavailable(one_line(exc)) from exc
     except RedisError as exc:
         raise StoreUnavailable(one_line(exc)) from exc
-    return Status(doc, render(doc, datetime.now(UTC), position))
+    return Status(doc, render(doc, datetime.now(UTC), position, estimates))
 
 
 def etag(data: dict[str, Any]) -> str:
@@ -102,7 +97,7 @@ async def get_status(request: Request) -> Response:
         return error(400, str(exc))
     state = request.state
     try:
-        status = await current_status(state.store, state.read_through, username)
+        status = await current_status(state.reader, state.read_through, username)
     except StoreUnavailable as exc:
         log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
         return unavailable(

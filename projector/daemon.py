@@ -21,6 +21,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from redis.exceptions import RedisError
 
 from projector import changelog, metrics
+from projector.measurements import Measurements
 from projector.rebuild import rebuild
 from shared.connections import connect_postgres
 from shared.errors import one_line
@@ -62,6 +63,7 @@ class Projector:
         self._last_refresh = time.monotonic()
         self._backlog = (0, 0.0)
         self.sessions = 0
+        self.measurements = Measurements(store.keys)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow changes until `stop` is set; outages are retried, never fatal."""
@@ -103,6 +105,7 @@ class Projector:
             self.sessions += 1
             metrics.ACTIVE.set(1)
             await changelog.listen(listener)
+            self.measurements = await Measurements.load(self.store.redis, self.store.keys)
             notifier = asyncio.create_task(self._notifications(listener))
             log.info("projector active", extra={"event": "projector_active", "pid": os.getpid()})
             await self._follow(work, stop, notifier)
@@ -156,6 +159,7 @@ class Projector:
             if now - last_beat >= s.heartbeat_interval_s:
                 await self._check_generation()
                 await self._heartbeat(active=True, work=work)
+                await self.measurements.save(self.store.redis)
                 last_beat = now
             if probe_sent is not None and self._last_notify >= probe_sent:
                 probe_sent = None
@@ -182,8 +186,11 @@ class Projector:
                 await self._start_rebuild("truncate", clear=False)
                 await self._wait_rebuild()
             if snap is not None:
-                outcome = await self.store.write(snap.projections(datetime.now(UTC)))
+                projections = snap.projections(datetime.now(UTC))
+                outcome = await self.store.write(projections)
                 metrics.record_outcome(outcome.written, outcome.unchanged, outcome.stale)
+                completed = self.measurements.observe(snap, projections, outcome.codes, datetime.now(UTC))
+                await self.measurements.record_completions(self.store.redis, completed)
             async with work.transaction():
                 await changelog.forget(work, [c.id for c in batch])
             applied_at = datetime.now(UTC)

@@ -126,10 +126,7 @@ async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, members: 
     )
     rows = [(owner, QueueRow(*values)) for owner, *values in await cur.fetchall()]
     explained = {queue_member(row, owner).encode() for owner, row in rows if is_active(row)}
-    orphans = [m for m in members if m not in explained]
-    if orphans:
-        await store.redis.zrem(store.keys.active_queue, *orphans)
-    return len(orphans)
+    return await store.unlist([m for m in members if m not in explained])
 
 
 async def rebuild(

@@ -41,6 +41,30 @@ class Keys:
         return f"{self.prefix}@members"
 
     @property
+    def active_counts(self) -> str:
+        """Hash: "{priority rank}{P|R}" -> active rows, for the queue overview."""
+        return f"{self.prefix}@counts"
+
+    @property
+    def pending_by_age(self) -> str:
+        """Sorted set of pending rows scored by their timestamp: the oldest comes first."""
+        return f"{self.prefix}@pending"
+
+    @property
+    def recent(self) -> str:
+        """Sorted set: username -> when its document last changed (ms), the newest 1,000."""
+        return f"{self.prefix}@recent"
+
+    @property
+    def estimates(self) -> str:
+        """Hash of measured averages (processing and waiting times) kept by the projector."""
+        return f"{self.prefix}@estimates"
+
+    def completions(self, minute: int) -> str:
+        """Counter of jobs completed in one minute (epoch minutes), with a TTL."""
+        return f"{self.prefix}@completions:{minute}"
+
+    @property
     def generation(self) -> str:
         """Present once the projection is complete; gone after a flush or an empty restart."""
         return f"{self.prefix}@generation"

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.document import ProfileFacts, QueueFacts, State, StatusDocument
-from shared.rules import QueuePosition
+from shared.estimates import NO_ESTIMATES, Estimates
+from shared.rules import QueuePosition, priority_rank
 
 FRESH_FOR = timedelta(hours=24)
 MAX_ATTEMPTS = 3
@@ -84,21 +85,41 @@ def polling_interval(status: str, duration: float | None) -> tuple[str, int]:
     return "60 seconds", 60
 
 
-def estimated_time(status: str, position: int | None, duration: float | None) -> tuple[str, int | None]:
-    """The seed's `calculateEstimatedTime` text, with the same estimate in seconds."""
+def _remaining_text(remaining: float) -> tuple[str, int]:
+    """The seed's wording for a time left: seconds under a minute, else whole minutes."""
+    if remaining < 60:
+        return f"{js_round(remaining)} seconds", js_round(remaining)
+    minutes = js_round(remaining / 60)
+    return f"{minutes} minutes", minutes * 60
+
+
+def estimated_time(
+    status: str,
+    position: int | None,
+    duration: float | None,
+    estimates: Estimates = NO_ESTIMATES,
+    priority: str | None = None,
+    waited: float | None = None,
+) -> tuple[str, int | None]:
+    """The seed's `calculateEstimatedTime` text, with the same estimate in seconds.
+
+    Once the projector has measured enough jobs, its averages replace the seed's
+    fixed figures: processing time for a running job; for a pending one, the
+    average wait at its priority less the time waited so far, plus processing.
+    """
     if status == "COMPLETED":
         return "complete", 0
     if status == "FAILED":
         return "failed - requires retry", None
+    processing = estimates.processing.usable()
     if status == "PROCESSING":
         if duration is None:
-            return _PROCESSING_ETA_UNKNOWN
-        remaining = max(0.0, AVERAGE_PROCESSING_S - duration)
-        if remaining < 60:
-            return f"{js_round(remaining)} seconds", js_round(remaining)
-        minutes = js_round(remaining / 60)
-        return f"{minutes} minutes", minutes * 60
+            return _remaining_text(processing) if processing is not None else _PROCESSING_ETA_UNKNOWN
+        return _remaining_text(max(0.0, (processing or AVERAGE_PROCESSING_S) - duration))
     if status == "PENDING":
+        wait = estimates.waiting[priority_rank(priority)].usable()
+        if wait is not None and processing is not None:
+            return _remaining_text(max(0.0, wait - (waited or 0.0)) + processing)
         if position is None:
             return _PENDING_ETA_UNKNOWN
         for up_to, text, seconds in _PENDING_ETA:
@@ -149,14 +170,17 @@ def render_exists(username: str, profile: ProfileFacts, now: datetime) -> dict[s
     }
 
 
-def render_queued(entry: QueueFacts, now: datetime, position: QueuePosition | None) -> dict[str, Any]:
+def render_queued(
+    entry: QueueFacts, now: datetime, position: QueuePosition | None, estimates: Estimates = NO_ESTIMATES
+) -> dict[str, Any]:
     """`data` for a username whose latest `queue` row answers."""
     status = entry.status if entry.status is not None else UNKNOWN_STATUS
     duration = processing_duration(status, entry.last_attempt, now)
     stage, progress = stage_and_progress(status, duration)
     active = entry.queue_member is not None and position is not None
     queue_position = position.ahead + 1 if active and position else None
-    eta_text, eta_seconds = estimated_time(status, queue_position, duration)
+    waited = (now - entry.timestamp).total_seconds() if entry.timestamp is not None else None
+    eta_text, eta_seconds = estimated_time(status, queue_position, duration, estimates, entry.priority, waited)
     retry = is_retry_eligible(status, entry.attempts)
     next_retry = None
     if retry and entry.last_attempt is not None:
@@ -201,12 +225,17 @@ def render_not_found(username: str) -> dict[str, Any]:
     }
 
 
-def render(doc: StatusDocument, now: datetime, position: QueuePosition | None = None) -> dict[str, Any]:
+def render(
+    doc: StatusDocument,
+    now: datetime,
+    position: QueuePosition | None = None,
+    estimates: Estimates = NO_ESTIMATES,
+) -> dict[str, Any]:
     """The API's `data` for `doc` at `now`; `position` is needed for an active job."""
     if doc.state is State.EXISTS and doc.profile is not None:
         return render_exists(doc.username, doc.profile, now)
     if doc.state is State.QUEUED and doc.queue is not None:
-        return render_queued(doc.queue, now, position)
+        return render_queued(doc.queue, now, position, estimates)
     return render_not_found(doc.username)
 
 

@@ -46,11 +46,12 @@ def queue_member(row: QueueRow, owner: str | None = None) -> str:
     this member is the number of active rows ahead of it. The tail names the
     username the row is filed under (`owner`, default its own, lower-cased), so
     that while a rename is applied the old and the new name each add and remove
-    only their own entry.
+    only their own entry, and whether it is pending (P) or running (R), for counts.
     """
     owner = row.username.lower() if owner is None else owner
     tag = hashlib.blake2b(owner.encode(), digest_size=4).hexdigest()
-    return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}:{tag}"
+    state = "P" if row.status == "PENDING" else "R"
+    return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}:{tag}:{state}"
 
 
 @dataclass(frozen=True, slots=True)

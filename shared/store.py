@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -37,13 +38,22 @@ class Projection:
     active_members: Sequence[str]
 
 
+WRITTEN, UNCHANGED, STALE = 2, 1, 0
+WAS_PENDING, WAS_PROCESSING = 1, 2
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    """How many writes Redis took, found unchanged, or rejected as older than what it holds."""
+    """How many writes Redis took, found unchanged, or rejected as older than what it holds.
+
+    `codes` has one entry per projection: outcome + 10 * previous status
+    (`WAS_PENDING`, `WAS_PROCESSING`, 0 otherwise), for measuring transitions.
+    """
 
     written: int = 0
     unchanged: int = 0
     stale: int = 0
+    codes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +80,26 @@ class StatusStore:
         self.ttl = ttl or TtlPolicy()
         self._write = redis.register_script(_lua("write_status.lua"))
         self._read = redis.register_script(_lua("read_status.lua"))
+        self._unlist = redis.register_script(_lua("unlist_members.lua"))
 
     async def write(self, projections: Sequence[Projection]) -> WriteOutcome:
         """Store each projection unless Redis already holds a newer version (one pipeline)."""
         if not projections:
             return WriteOutcome()
         k = self.keys
+        now_ms = int(time.time() * 1000)
         pipe = self.redis.pipeline(transaction=False)
         for p in projections:
             doc = p.document
             await self._write(
-                keys=[k.document(doc.username), k.active_queue, k.active_members],
+                keys=[
+                    k.document(doc.username),
+                    k.active_queue,
+                    k.active_members,
+                    k.active_counts,
+                    k.pending_by_age,
+                    k.recent,
+                ],
                 args=[
                     doc.username,
                     doc.version,
@@ -89,13 +108,25 @@ class StatusStore:
                     self.ttl.ttl_for(doc),
                     " ".join(p.active_members),
                     k.changes_channel,
+                    now_ms,
                 ],
                 client=pipe,
             )
-        results = await pipe.execute()
+        codes = tuple(int(c) for c in await pipe.execute())
+        outcomes = [c % 10 for c in codes]
         return WriteOutcome(
-            written=results.count(2), unchanged=results.count(1), stale=results.count(0)
+            written=outcomes.count(WRITTEN),
+            unchanged=outcomes.count(UNCHANGED),
+            stale=outcomes.count(STALE),
+            codes=codes,
         )
+
+    async def unlist(self, members: Sequence[bytes | str]) -> int:
+        """Remove active-queue members no row explains; returns how many were there."""
+        if not members:
+            return 0
+        k = self.keys
+        return int(await self._unlist(keys=[k.active_queue, k.active_counts, k.pending_by_age], args=list(members)))
 
     async def read(self, username: str) -> RawStatus:
         """The document of `username` with its rank and the active queue's size."""

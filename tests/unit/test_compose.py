@@ -1,0 +1,432 @@
+"""The container setup: docker-compose.yml, Dockerfile and .dockerignore.
+
+Docker is not needed: the files are read and checked against the project
+itself (its CLI, its packages, its Redis key names, its routes), and the
+healthcheck one-liners are executed against stand-ins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import shlex
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import fakeredis
+import pytest
+import redis
+import yaml
+
+from profile_status.cli import _parser
+from shared.keys import Keys
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# The image installs the package the way a user does, without `-e` (an
+# editable install is for a working tree, not for an image).
+INSTALL = "pip install ."
+
+EXPECTED_SERVICES = {"postgres", "redis", "migrate", "projector", "api", "simulator"}
+APP_SERVICES = {"migrate", "projector", "api", "simulator"}
+WITHOUT_HEALTHCHECK = {"migrate", "simulator"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("profile-status has no subcommands")
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    if command is None:
+        return []
+    return shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
+
+
+def _healthcheck_code(service: dict[str, Any]) -> str:
+    """The program of a `python -c` healthcheck."""
+    test = service["healthcheck"]["test"]
+    assert isinstance(test, list) and test[0] == "CMD", test
+    assert test[1:3] == ["python", "-c"], test
+    return str(test[3])
+
+
+def _run_healthcheck(code: str) -> int:
+    """Exit status of a `python -c` program, as the container would see it."""
+    try:
+        exec(compile(code, "<healthcheck>", "exec"), {"__name__": "__main__"})
+    except SystemExit as exc:
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    except Exception:
+        return 1  # an uncaught exception: Python exits with status 1
+    return 0
+
+
+# -- docker-compose.yml -----------------------------------------------------------
+
+
+def test_compose_file_is_compose_spec(compose: dict[str, Any]) -> None:
+    assert "version" not in compose, "the Compose spec has no `version:` key"
+    assert isinstance(compose.get("services"), dict)
+
+
+def test_every_service_exists(services: dict[str, dict[str, Any]]) -> None:
+    assert EXPECTED_SERVICES <= set(services), EXPECTED_SERVICES - set(services)
+
+
+@pytest.mark.parametrize(("service", "repository", "major"), [("postgres", "postgres", "16"), ("redis", "redis", "7")])
+def test_server_image_versions(services: dict[str, dict[str, Any]], service: str, repository: str, major: str) -> None:
+    name, _, tag = services[service]["image"].partition(":")
+    assert name in (repository, f"docker.io/library/{repository}"), services[service]["image"]
+    assert re.fullmatch(rf"{major}(?:[.-].*)?", tag), f"{service} must run {repository} {major}, not {tag!r}"
+
+
+def test_healthchecks_everywhere_but_one_shots(services: dict[str, dict[str, Any]]) -> None:
+    missing = []
+    for name, service in services.items():
+        if name in WITHOUT_HEALTHCHECK:
+            continue
+        check = service.get("healthcheck") or {}
+        if check.get("disable") or not check.get("test") or check["test"] in (["NONE"], "NONE"):
+            missing.append(name)
+    assert not missing, f"services without a healthcheck: {missing}"
+
+
+def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
+    migrate = services["migrate"]
+    assert migrate.get("restart") == "no", "migrate must run once, not be restarted"
+    assert _command(migrate)[:1] == ["migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", ["projector", "api"])
+def test_long_running_services_wait_for_migrate_and_redis(services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
+    depends = service.get("depends_on")
+    assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
+    assert depends.get("migrate", {}).get("condition") == "service_completed_successfully"
+    assert depends.get("redis", {}).get("condition") == "service_healthy"
+    assert service.get("restart") == "unless-stopped"
+
+
+def _published(port: Any) -> tuple[str | None, int]:
+    """(host port or range or None, container port) of one `ports` entry."""
+    if isinstance(port, dict):
+        published = port.get("published")
+        return (None if published in (None, "") else str(published)), int(port["target"])
+    text = str(port).split("/")[0]
+    parts = text.rsplit(":", 2)
+    container = int(parts[-1])
+    host = parts[-2] if len(parts) >= 2 else ""
+    return (host or None), container
+
+
+def test_api_publishes_8000_and_can_scale(services: dict[str, dict[str, Any]]) -> None:
+    api = services["api"]
+    assert "container_name" not in api, "a fixed container_name forbids `--scale api=N`"
+    ports = [_published(port) for port in api.get("ports", [])]
+    assert any(container == 8000 for _, container in ports), f"api does not publish 8000: {api.get('ports')}"
+    fixed = [host for host, _ in ports if host is not None and "-" not in host]
+    assert not fixed, f"a fixed host port forbids `--scale api=N`: {fixed}"
+    assert not any(s.get("container_name") for n, s in services.items() if n in APP_SERVICES)
+
+
+def test_api_serves_on_all_interfaces_at_the_published_port(services: dict[str, dict[str, Any]]) -> None:
+    args = _subcommands()["api"].parse_args(_command(services["api"])[1:])
+    assert args.host == "0.0.0.0", "inside a container, 127.0.0.1 is unreachable from outside"
+    assert any(container == args.port for _, container in map(_published, services["api"]["ports"]))
+
+
+def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
+    built = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert APP_SERVICES <= set(built), f"app services without `build`: {APP_SERVICES - set(built)}"
+    images = {services[name].get("image") for name in built}
+    assert len(images) == 1, f"the app services must share one image: {images}"
+    for name, build in built.items():
+        if isinstance(build, str):
+            build = {"context": build}
+        context = (ROOT / build.get("context", ".")).resolve()
+        assert context.is_dir(), f"{name}: no build context {context}"
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: no Dockerfile {dockerfile}"
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_app_command_is_a_real_subcommand(services: dict[str, dict[str, Any]], name: str) -> None:
+    command = _command(services[name])
+    subcommands = _subcommands()
+    assert command, f"{name} has no command"
+    assert command[0] in subcommands, f"{name}: `profile-status {command[0]}` does not exist ({sorted(subcommands)})"
+    try:
+        _parser().parse_args(command)
+    except SystemExit as exc:
+        pytest.fail(f"{name}: `profile-status {' '.join(command)}` is rejected by the CLI (exit {exc.code})")
+
+
+def test_simulator_is_opt_in(services: dict[str, dict[str, Any]]) -> None:
+    assert services["simulator"].get("profiles") == ["simulator"]
+    assert not any(services[name].get("profiles") for name in EXPECTED_SERVICES - {"simulator"})
+
+
+def test_app_services_reach_the_compose_servers(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]["environment"]
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        database = urlsplit(environment["DATABASE_URL"])
+        assert database.scheme in ("postgresql", "postgres"), name
+        assert (database.hostname, database.port or 5432) == ("postgres", 5432), name
+        assert database.username == postgres["POSTGRES_USER"], name
+        assert database.password == postgres["POSTGRES_PASSWORD"], name
+        assert database.path.lstrip("/") == postgres["POSTGRES_DB"], name
+        cache = urlsplit(environment["REDIS_URL"])
+        assert (cache.scheme, cache.hostname, cache.port or 6379) == ("redis", "redis", 6379), name
+
+
+def test_servers_keep_their_data_in_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, target in (("postgres", "/var/lib/postgresql/data"), ("redis", "/data")):
+        mounts = {
+            (v["target"] if isinstance(v, dict) else v.split(":")[1]): (v.get("source") if isinstance(v, dict) else v.split(":")[0])
+            for v in services[name].get("volumes", [])
+        }
+        assert target in mounts, f"{name}: nothing mounted at {target}"
+        assert mounts[target] in declared, f"{name}: {mounts[target]} is not a named volume"
+
+
+def test_redis_persists_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
+    command = _command(services["redis"])
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=False))
+    assert options.get("--appendonly") == "yes"
+    assert options.get("--maxmemory-policy") == "noeviction", "the active-queue structures must never be evicted"
+
+
+def test_postgres_healthcheck_uses_pg_isready(services: dict[str, dict[str, Any]]) -> None:
+    test = services["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in " ".join(test if isinstance(test, list) else [test])
+
+
+def test_redis_healthcheck_pings(services: dict[str, dict[str, Any]]) -> None:
+    test = services["redis"]["healthcheck"]["test"]
+    assert "redis-cli ping" in " ".join(test if isinstance(test, list) else [test])
+
+
+@pytest.mark.parametrize("prefix", [None, "other:"])
+def test_projector_healthcheck_follows_the_heartbeat(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, prefix: str | None
+) -> None:
+    code = _healthcheck_code(services["projector"])
+    server = fakeredis.FakeServer()
+    seen: list[str] = []
+
+    def from_url(url: str, **kwargs: Any) -> fakeredis.FakeRedis:
+        seen.append(url)
+        return fakeredis.FakeRedis(server=server)
+
+    monkeypatch.setattr(redis.Redis, "from_url", from_url)
+    monkeypatch.setenv("REDIS_URL", services["projector"]["environment"]["REDIS_URL"])
+    if prefix is None:
+        monkeypatch.delenv("PROFILE_STATUS_KEY_PREFIX", raising=False)
+        keys = Keys()
+    else:
+        monkeypatch.setenv("PROFILE_STATUS_KEY_PREFIX", prefix)
+        keys = Keys(prefix)
+    client = fakeredis.FakeRedis(server=server)
+
+    assert _run_healthcheck(code) != 0, "healthy without a heartbeat"
+    client.set(f"{keys.heartbeat}:standby:1", b"{}", ex=30)
+    assert _run_healthcheck(code) != 0, "a standby's beat is not the active projector's"
+    client.set(keys.heartbeat, b"{}", ex=30)
+    assert _run_healthcheck(code) == 0, "unhealthy despite a heartbeat"
+    assert seen and all(url == services["projector"]["environment"]["REDIS_URL"] for url in seen)
+
+
+def test_api_healthcheck_asks_readyz(services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.app import create_app
+    from shared.settings import Settings
+
+    code = _healthcheck_code(services["api"])
+    port = _subcommands()["api"].parse_args(_command(services["api"])[1:]).port
+    asked: list[str] = []
+    answer: dict[str, int] = {}
+
+    class Response:
+        @property
+        def status(self) -> int:
+            return answer["status"]
+
+    def urlopen(url: str, *args: Any, **kwargs: Any) -> Response:
+        asked.append(url)
+        if answer["status"] >= 400:
+            raise urllib.error.HTTPError(url, answer["status"], "Service Unavailable", None, None)  # type: ignore[arg-type]
+        return Response()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    answer["status"] = 200
+    assert _run_healthcheck(code) == 0
+    answer["status"] = 503
+    assert _run_healthcheck(code) != 0
+    url = urlsplit(asked[0])
+    assert (url.hostname, url.port) == ("127.0.0.1", port)
+    assert url.path in {route.path for route in create_app(Settings()).routes}, f"no route {url.path}"
+    assert url.path == "/readyz"
+
+
+# -- Dockerfile -------------------------------------------------------------------
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = (pending + stripped).strip()
+        pending = ""
+        if full:
+            keyword, _, rest = full.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def _shell_commands(run: str) -> list[str]:
+    """The simple commands of a RUN line, normalized to single spaces."""
+    return [" ".join(part.split()) for part in re.split(r"&&|\|\||;", run) if part.strip()]
+
+
+def _readme_install() -> str:
+    """The README's command that installs the project itself, without `-e` (development only)."""
+    commands = []
+    for match in re.finditer(r"(?:python3? -m )?pip install ([^\n`]*)", (ROOT / "README.md").read_text()):
+        words = [w for w in shlex.split(match.group(1)) if w not in ("-e", "--editable")]
+        if words == ["."]:
+            commands.append("pip install .")
+    assert len(set(commands)) <= 1, commands
+    return commands[0] if commands else INSTALL
+
+
+def test_dockerfile_base_image() -> None:
+    froms = [args for keyword, args in _instructions() if keyword == "FROM"]
+    assert froms and froms[-1].split()[0] == "python:3.11-slim", froms
+
+
+def test_dockerfile_installs_like_the_readme() -> None:
+    expected = _readme_install()
+    assert expected == INSTALL
+    runs = [command for keyword, args in _instructions() if keyword == "RUN" for command in _shell_commands(args)]
+    installs = [command for command in runs if re.search(r"\bpip install\b", command)]
+    assert installs == [expected], f"the image must install with exactly `{expected}`, not {installs}"
+
+
+def test_dockerfile_runs_profile_status_as_non_root() -> None:
+    instructions = _instructions()
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, "the image runs as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    entrypoints = [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entrypoints and yaml.safe_load(entrypoints[-1]) == ["profile-status"], "ENTRYPOINT must be exec form"
+    assert "profile-status" in scripts
+    cmds = [args for keyword, args in instructions if keyword == "CMD"]
+    assert cmds, "no default CMD"
+    default = yaml.safe_load(cmds[-1])
+    assert isinstance(default, list) and default[0] in _subcommands()
+    _parser().parse_args(default)
+
+
+def test_dockerfile_exposes_the_api_port_and_is_unbuffered() -> None:
+    instructions = _instructions()
+    exposed = {port.split("/")[0] for keyword, args in instructions if keyword == "EXPOSE" for port in args.split()}
+    assert "8000" in exposed
+    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    assert re.search(r"\bPYTHONUNBUFFERED=1\b", env), "logs must not sit in a buffer"
+
+
+# -- what goes into the image -----------------------------------------------------
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps `path` (or a folder above it) out of the build context."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        if pattern.startswith("**/"):
+            matches = any(fnmatch.fnmatch(c.rsplit("/", 1)[-1], pattern[3:]) for c in candidates)
+        else:
+            matches = any(fnmatch.fnmatch(c, pattern) for c in candidates)
+        if matches:
+            ignored = not negate
+    return ignored
+
+
+def _package_dirs() -> list[Path]:
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    tops = {pattern.rstrip("*").rstrip(".") for pattern in find["include"]}
+    return sorted(ROOT / top for top in tops if (ROOT / top / "__init__.py").is_file())
+
+
+def test_dockerignore_keeps_the_junk_out_and_the_package_in() -> None:
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    for junk in (".git", ".venv", "shared/__pycache__", "tests", ".pytest_cache", "profile_status.egg-info", "build"):
+        assert _ignored(junk, patterns), f"{junk} would be sent into the build context"
+    needed = ["pyproject.toml", "README.md"]
+    for package in _package_dirs():
+        needed += [
+            str(f.relative_to(ROOT))
+            for f in package.rglob("*")
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo")
+        ]
+    kept_out = [path for path in needed if _ignored(path, patterns)]
+    assert not kept_out, f".dockerignore keeps out what `{INSTALL}` needs: {kept_out}"
+
+
+def test_non_editable_install_ships_every_data_file() -> None:
+    """`pip install .` copies only .py files and package-data: every other file the packages hold must match it."""
+    package_data: dict[str, list[str]] = (
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-data", {})
+    )
+    missing = []
+    for top in _package_dirs():
+        for file in top.rglob("*"):
+            if not file.is_file() or "__pycache__" in file.parts or file.suffix in (".py", ".pyc", ".pyo"):
+                continue
+            owner = file.parent
+            while not (owner / "__init__.py").is_file():
+                owner = owner.parent
+            name = ".".join(owner.relative_to(ROOT).parts)
+            patterns = package_data.get(name, []) + package_data.get("*", [])
+            if not any(file in set(owner.glob(pattern)) for pattern in patterns):
+                missing.append(str(file.relative_to(ROOT)))
+    assert not missing, f"not in a non-editable install (add them to [tool.setuptools.package-data]): {missing}"
