@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import orjson
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from api import metrics
+from api.changes import ChangeHub
 from api.health import healthz, readyz
+from api.limits import TimeoutMiddleware
+from api.metrics import MetricsMiddleware
+from api.openapi import openapi
+from api.queue import queue_status, recent_usernames
 from api.read_through import ReadThrough, make_pool
 from api.responses import error
 from api.status import get_status
+from api.stream import stream_status
 from shared.connections import redis_client
 from shared.keys import Keys
 from shared.reader import StatusReader
@@ -26,12 +42,34 @@ from shared.store import StatusStore, TtlPolicy
 log = logging.getLogger(__name__)
 
 
-def _routes() -> list[Route]:
-    return [
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        # The stream's route comes first: the username may contain "/" (to be rejected with a 400).
+        Route("/api/profile/{username:path}/status/stream", stream_status, methods=["GET"]),
         Route("/api/profile/{username:path}/status", get_status, methods=["GET"]),
+        Route("/api/queue/status", queue_status, methods=["GET"]),
+        Route("/api/queue/recent", recent_usernames, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    if STATIC_DIR.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"))
+    return routes
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; refreshes the projector's heartbeat age first."""
+    state = request.state
+    with contextlib.suppress(RedisError, OSError, ValueError, KeyError):
+        beat = await state.store.redis.get(state.store.keys.heartbeat)
+        metrics.HEARTBEAT_AGE.set(time.time() - float(orjson.loads(beat)["at"]) if beat else -1)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -50,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        redis = redis_client(settings.redis_url, settings.redis_timeout_s)
+        redis = redis_client(settings.redis_url, settings.redis_timeout_s, name=f"profile-status-api-{os.getpid()}")
         store = StatusStore(
             redis,
             Keys(settings.key_prefix),
@@ -58,19 +96,38 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         pool = make_pool(settings.database_url, settings.database_pool_size)
         await pool.open(wait=False)
+        hub = ChangeHub(redis, store.keys.changes_channel)
+        hub_task = asyncio.create_task(hub.run())
         try:
             yield {
                 "settings": settings,
                 "store": store,
                 "reader": StatusReader(redis, store.keys),
                 "read_through": ReadThrough(pool, store),
+                "changes": hub,
             }
         finally:
+            hub_task.cancel()
+            await asyncio.gather(hub_task, return_exceptions=True)
             await pool.close()
             await redis.aclose()
 
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    middleware = [Middleware(MetricsMiddleware), Middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)]
+    if origins:
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET"],
+                allow_headers=["If-None-Match", "Last-Event-ID"],
+                expose_headers=["ETag", "Retry-After"],
+            ),
+        )
     return Starlette(
         routes=_routes(),
         lifespan=lifespan,
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import metrics
 from api.read_through import ReadThrough
 from api.responses import JSON, error, unavailable
 from shared.document import StatusDocument
@@ -57,6 +58,7 @@ async def current_status(reader: StatusReader, fallback: ReadThrough, username: 
     try:
         doc, position = reading.document, reading.position
         if doc is None:
+            metrics.MISSES.inc()
             doc = await fallback.document(username)
             position = await fallback.position(doc)
         elif reading.needs_position:
@@ -99,11 +101,13 @@ async def get_status(request: Request) -> Response:
     try:
         status = await current_status(state.reader, state.read_through, username)
     except StoreUnavailable as exc:
+        metrics.REDIS_ERRORS.inc()
         log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
         return unavailable(
             "Status store unavailable", "redis_unavailable", "Status temporarily unavailable, retry shortly"
         )
     except DatabaseUnavailable as exc:
+        metrics.POSTGRES_ERRORS.inc()
         log.warning("postgres unavailable on a miss: %s", exc, extra={"event": "postgres_unavailable"})
         return unavailable(
             "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"

@@ -1,4 +1,4 @@
-"""`profile-status`: migrate, projector, api, resync, verify, demo.
+"""`profile-status`: migrate, projector, api, resync, verify, simulate, demo.
 
 Operators see one clear line on stderr when something is wrong, never a traceback
 (run with PROFILE_STATUS_LOG_LEVEL=DEBUG to get one in the log).
@@ -14,10 +14,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from profile_status import logs
 from shared.errors import ProfileStatusError, one_line
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from profile_status.simulator import WorkloadConfig
 
 log = logging.getLogger("profile_status")
 
@@ -40,8 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("resync", help="rebuild every document from Postgres")
     verify = sub.add_parser("verify", help="compare Redis with Postgres; exit 1 on any difference")
     verify.add_argument("--settle", type=float, default=2.0, help="seconds before re-checking a difference")
-    sub.add_parser("demo", help="everything embedded, with a simulated workload and a live page")
+    simulate = sub.add_parser("simulate", help="run only the simulated workload against $DATABASE_URL")
+    _workload_flags(simulate)
+    demo = sub.add_parser("demo", help="everything embedded, with a simulated workload and a live page")
+    _workload_flags(demo)
+    demo.add_argument("--port", type=int, help="API and page port (default 8000, else a free one)")
+    demo.add_argument("--pg-port", type=int, help="embedded PostgreSQL port (default: a free one)")
+    demo.add_argument("--redis-port", type=int, help="embedded Valkey port (default: a free one)")
+    demo.add_argument("--data-dir", help="keep the servers' data here between runs (default: a temp dir)")
     return parser
+
+
+def _workload_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=0.5, help="new profile requests per second (default 0.5)")
+    parser.add_argument("--workers", type=int, default=8, help="simulated workers (default 8)")
+    parser.add_argument("--speed", type=float, default=20.0, help="time compression factor (default 20)")
+    parser.add_argument("--failure-ratio", type=float, default=0.15, help="share of attempts that fail (default 0.15)")
+    parser.add_argument("--initial", type=int, default=24, help="requests queued at start (default 24)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "api": lambda: _api(args.host, args.port, args.workers, settings),
         "resync": lambda: _run(_resync(settings)),
         "verify": lambda: _run(_verify(settings, args.settle)),
-        "demo": lambda: _fail("demo is not available yet (see issue 5)"),
+        "simulate": lambda: _run(_simulate(args, settings)),
+        "demo": lambda: _demo(args, settings),
     }
     return commands[args.command]()
 
@@ -131,7 +151,13 @@ async def _projector(settings: Settings, metrics_port: int | None) -> int:
 
 
 def _api(host: str, port: int, workers: int, settings: Settings) -> int:
+    import tempfile
+
     import uvicorn
+
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker counts in its own process; this folder lets /metrics add them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="profile-status-metrics-")
 
     uvicorn.run(
         "api.app:create_app",
@@ -186,6 +212,52 @@ async def _verify(settings: Settings, settle_s: float) -> int:
         await conn.close()
     print("\n".join(report.lines()))
     return 0 if report.count == 0 else 1
+
+
+def _workload(args: argparse.Namespace) -> WorkloadConfig:
+    from profile_status.simulator import WorkloadConfig
+
+    return WorkloadConfig(
+        rate=args.rate, workers=args.workers, speed=args.speed, failure_ratio=args.failure_ratio, initial=args.initial
+    )
+
+
+async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from profile_status.simulator import Simulator
+    from profile_status.summary import Summary
+
+    simulator = Simulator(settings.database_url, _workload(args))
+    # No projector column: the workload may run where our Redis is not.
+    summary = Summary(simulator.stats, projector=False)
+    stop = asyncio.Event()
+    with _stop_on_signals(stop):
+        task = asyncio.create_task(simulator.run(stop, startup_timeout_s=settings.startup_timeout_s))
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+            if not done:
+                summary.show(summary.line(None))
+        summary.close()
+        task.result()
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from profile_status.demo import DemoOptions, run_demo
+    from profile_status.embedded import EmbeddedServerError
+
+    try:
+        options = DemoOptions(
+            workload=_workload(args), port=args.port, pg_port=args.pg_port, redis_port=args.redis_port,
+            data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
+        )
+        return run_demo(options, settings)
+    except (ProfileStatusError, EmbeddedServerError, ValueError, OSError) as exc:
+        return _fail(str(exc) if isinstance(exc, ProfileStatusError) else one_line(exc))
+    except Exception as exc:  # the last line of defence, as in _run
+        log.debug("demo failed", exc_info=True)
+        return _fail(one_line(exc))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedServerError", "free_port"]
+__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedServerError", "free_port", "tie_to_parent"]
 
 _NOBODY = 65534
 _PR_SET_PDEATHSIG = 1
@@ -53,7 +53,8 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _tie_to_parent(parent_pid: int) -> None:
+def tie_to_parent(parent_pid: int) -> None:
+    """Popen ``preexec_fn``: SIGKILL this child when ``parent_pid``'s starting thread exits."""
     # Runs in the child after Popen's uid switch, which would clear the setting.
     _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -184,7 +185,7 @@ class _Server:
         # servers directly: the parent decides the shutdown order.
         return subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self._tmp,
-            start_new_session=True, preexec_fn=lambda ppid=os.getpid(): _tie_to_parent(ppid), **user,
+            start_new_session=True, preexec_fn=lambda ppid=os.getpid(): tie_to_parent(ppid), **user,
         )
 
     def _install(self, package: str, binary: str) -> Path:

@@ -212,10 +212,9 @@ class Simulator:
                     pass
                 continue
             self._in_flight[job.id] = job.attempts
-            try:
-                await self._work(job, stop)
-            finally:
+            if await self._work(job, stop):
                 self._in_flight.pop(job.id, None)
+            # else: stopped mid-job; run() gives the row back
 
     async def _claim(self) -> _Job | None:
         async with self._pool.connection() as conn:
@@ -225,7 +224,8 @@ class Simulator:
         self.stats.claimed += 1
         return _Job(id=row[0], username=row[1], attempts=row[2])
 
-    async def _work(self, job: _Job, stop: asyncio.Event) -> None:
+    async def _work(self, job: _Job, stop: asyncio.Event) -> bool:
+        """Take the job through its stages to its outcome; False when stopped half-way."""
         speed = self.config.speed
         total = self._rng.uniform(*JOB_SIMULATED_S)
         fails = self._rng.random() < self.config.failure_ratio
@@ -233,18 +233,16 @@ class Simulator:
         started = time.monotonic()
         for boundary in [b for b in STAGE_BOUNDARIES_S if b < end] + [end]:
             if await _sleep(stop, started + boundary / speed - time.monotonic()):
-                return
+                return False
             if boundary == end:
                 break
             # Backdate so the API's stage is the simulated one (see the module docstring).
-            moved = await self._guarded(self._update, f"last_attempt = now() - %(elapsed)s * interval '1 second'",
+            moved = await self._guarded(self._update, "last_attempt = now() - %(elapsed)s * interval '1 second'",
                                         job, {"elapsed": boundary})
             if not moved:
-                return  # someone else took the row over; drop the job
-        if fails:
-            await self._guarded(self._fail, job, end)
-        else:
-            await self._guarded(self._complete, job, end)
+                return True  # someone else took the row over (or the database is away): drop the job
+        await self._guarded(self._fail if fails else self._complete, job, end)
+        return True
 
     async def _update(self, assignments: str, job: _Job, params: dict[str, Any]) -> bool:
         async with self._pool.connection() as conn:
@@ -341,16 +339,17 @@ class Simulator:
 
     async def _counter(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            async with self._pool.connection() as conn:
-                rows = await (
-                    await conn.execute(
-                        "SELECT status, count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING') GROUP BY status"
-                    )
-                ).fetchall()
-            counts = dict(rows)
-            self.stats.pending, self.stats.processing = counts.get("PENDING", 0), counts.get("PROCESSING", 0)
+            await self._guarded(self._count)
             if await _sleep(stop, COUNT_EVERY_S):
                 return
+
+    async def _count(self) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT status, count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING') GROUP BY status"
+            )
+            counts: dict[str, int] = dict(await cur.fetchall())
+        self.stats.pending, self.stats.processing = counts.get("PENDING", 0), counts.get("PROCESSING", 0)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -360,14 +359,18 @@ class Simulator:
             return cur.rowcount
 
     async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Run one database step; an outage is logged (at most every 5 s) and the step skipped."""
+        """Run one database step; a failure is logged (at most every 5 s) and the step skipped.
+
+        A workload must outlive a restarted or unreachable database, so no database
+        error ends a loop.
+        """
         try:
             return await fn(*args)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:
             now = time.monotonic()
             if now - self._last_error_log > 5:
                 self._last_error_log = now
-                log.warning("simulator: database unavailable: %s", one_line(exc), extra={"event": "sim_db_error"})
+                log.warning("simulator: database step failed: %s", one_line(exc), extra={"event": "sim_db_error"})
             await asyncio.sleep(0.5)
             return None
 

@@ -12,9 +12,9 @@ from shared.store import StatusStore, TtlPolicy
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[StatusStore]:
+async def open_store(settings: Settings, name: str = "profile-status") -> AsyncIterator[StatusStore]:
     """A status store on a Redis that answered within the start-up timeout."""
-    redis = redis_client(settings.redis_url, settings.redis_timeout_s)
+    redis = redis_client(settings.redis_url, settings.redis_timeout_s, name=name)
     try:
         await wait_for_redis(redis, settings.redis_url, settings.startup_timeout_s)
         yield StatusStore(redis, Keys(settings.key_prefix), TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s))

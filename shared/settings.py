@@ -47,5 +47,10 @@ class Settings(BaseSettings):
 
     # API
     heartbeat_max_age_s: float = 10.0
+    request_timeout_s: float = 5.0
+    sse_max_streams: int = 2000
+    sse_max_lifetime_s: float = 1800.0
+    # Comma-separated origins allowed to call the API from a browser ("*" for any).
+    cors_origins: str = ""
     redis_timeout_s: float = 2.0
     database_pool_size: int = 4

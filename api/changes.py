@@ -1,0 +1,76 @@
+"""One Redis subscription per API process, fanned out to every stream that follows a username.
+
+The projector publishes `"{username} {version}"` on the changes channel for each
+document it changes. Streams register a queue per username; a message wakes
+them, and they re-read the document (the message is only a hint). When the
+subscription breaks, every stream is woken, since messages may have been missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.errors import one_line
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_DELAY_S = 1.0
+
+
+class ChangeHub:
+    """Routes change messages to the streams that follow each username."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self._followers: dict[str, set[asyncio.Queue[None]]] = defaultdict(set)
+        self.streams = 0
+
+    @contextlib.contextmanager
+    def follow(self, username: str) -> Iterator[asyncio.Queue[None]]:
+        """A wake-up queue for `username` while the `with` block runs; removed on exit."""
+        wake: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
+        self._followers[username].add(wake)
+        self.streams += 1
+        try:
+            yield wake
+        finally:
+            self.streams -= 1
+            followers = self._followers.get(username)
+            if followers is not None:
+                followers.discard(wake)
+                if not followers:
+                    del self._followers[username]
+
+    def _wake(self, queues: set[asyncio.Queue[None]]) -> None:
+        for wake in queues:
+            if wake.empty():  # one pending wake-up is enough: the stream re-reads everything
+                wake.put_nowait(None)
+
+    async def run(self) -> None:
+        """Keep the subscription alive for the life of the process."""
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._wake({q for qs in self._followers.values() for q in qs})
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    username = message["data"].split(b" ", 1)[0].decode()
+                    followers = self._followers.get(username)
+                    if followers:
+                        self._wake(followers)
+            except (RedisError, OSError) as exc:
+                log.warning("change subscription lost: %s", one_line(exc), extra={"event": "subscription_lost"})
+                await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()

@@ -1,0 +1,84 @@
+"""The API's Prometheus metrics and the ASGI middleware that records them.
+
+With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR (the `api` command
+does it for you) so that /metrics adds up every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("profile_status_api_requests", "HTTP requests", ["route", "code"])
+LATENCY = Histogram(
+    "profile_status_api_request_seconds",
+    "Time to the response's first byte, by route",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+NOT_MODIFIED = Counter("profile_status_api_not_modified", "Polls answered 304 Not Modified")
+SSE_CLIENTS = Gauge("profile_status_api_sse_clients", "Open event streams", multiprocess_mode="livesum")
+REDIS_ERRORS = Counter("profile_status_api_redis_errors", "Requests that found Redis unreachable")
+POSTGRES_ERRORS = Counter("profile_status_api_postgres_errors", "Misses that found Postgres unreachable")
+MISSES = Counter("profile_status_api_misses", "Polls that found no document and read through to Postgres")
+HEARTBEAT_AGE = Gauge(
+    "profile_status_api_projector_heartbeat_age_seconds",
+    "Age of the projector's heartbeat as this API sees it (-1: none)",
+    multiprocess_mode="max",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text, summed over workers when running multi-process."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts requests and their latency by route (the endpoint's name) and status code."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+
+        async def send_and_measure(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+                # The router has filled in the endpoint by now.
+                LATENCY.labels(_route(scope)).observe(time.perf_counter() - started)
+                if code == 304:
+                    NOT_MODIFIED.inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_measure)
+        finally:
+            REQUESTS.labels(_route(scope), str(code)).inc()
+
+
+def _route(scope: Scope) -> str:
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
+    return getattr(endpoint, "__name__", type(endpoint).__name__)

@@ -1,0 +1,98 @@
+"""The demo's one-line live summary: request and completion rates, queue length, projector lag."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+
+from profile_status.simulator import WorkloadStats
+
+RATE_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    at: float
+    requested: int
+    completed: int
+    failed: int
+
+
+class Summary:
+    """Turns workload counters and the projector heartbeat into one line; redraws it in place on a terminal."""
+
+    def __init__(self, stats: WorkloadStats, out: TextIO | None = None, *, projector: bool = True) -> None:
+        self.stats = stats
+        self.projector = projector
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
+        self._samples: deque[_Sample] = deque()
+        self._started = time.monotonic()
+        self._drawn = False
+
+    def line(self, heartbeat: bytes | None, now: float | None = None) -> str:
+        """The summary as of now, given the raw heartbeat document (None when absent)."""
+        now = time.monotonic() if now is None else now
+        s = self.stats
+        self._samples.append(_Sample(now, s.requested, s.completed, s.failed))
+        while len(self._samples) > 2 and now - self._samples[0].at > RATE_WINDOW_S:
+            self._samples.popleft()
+        first = self._samples[0]
+        span = max(now - first.at, 1e-9)
+        req_s = (s.requested - first.requested) / span if span >= 1 else 0.0
+        done_min = (s.completed - first.completed) * 60 / span if span >= 1 else 0.0
+        fail_min = (s.failed - first.failed) * 60 / span if span >= 1 else 0.0
+        uptime = int(now - self._started)
+        parts = [
+            f"{req_s:5.2f} req/s",
+            f"{done_min:5.1f} done/min",
+            f"{fail_min:4.1f} failed/min",
+            f"queue {s.pending + s.processing} ({s.pending} pending, {s.processing} processing)",
+        ]
+        if self.projector:
+            parts.append(_projector(heartbeat))
+        return " | ".join([*parts, f"up {uptime // 60}m{uptime % 60:02d}s"])
+
+    def show(self, line: str) -> None:
+        """Redraw the line in place on a terminal, else print it as a plain line."""
+        if self.tty:
+            width = shutil.get_terminal_size((120, 20)).columns
+            self.out.write("\r\x1b[2K" + line[: width - 1])
+            self._drawn = True
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def note(self, message: str) -> None:
+        """Print a line above the live summary (an event worth keeping on screen)."""
+        if self._drawn:
+            self.out.write("\r\x1b[2K")
+            self._drawn = False
+        self.out.write(message + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        """Leave the cursor on a fresh line."""
+        if self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+            self._drawn = False
+
+
+def _projector(raw: bytes | None) -> str:
+    if raw is None:
+        return "projector: no heartbeat"
+    try:
+        beat: dict[str, Any] = orjson.loads(raw)
+        age = max(0.0, time.time() - float(beat["at"]))
+        backlog, backlog_age = beat.get("backlog"), beat.get("backlog_age_s")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return "projector: unreadable heartbeat"
+    lag = f"lag {float(backlog_age):.2f} s" if backlog_age is not None else "lag ?"
+    return f"projector {lag}, backlog {backlog if backlog is not None else '?'}, beat {age:.1f} s ago"
