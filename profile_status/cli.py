@@ -142,7 +142,7 @@ async def _projector(settings: Settings, metrics_port: int | None) -> int:
         if metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(metrics_port, addr="127.0.0.1")
+            start_http_server(metrics_port, addr=settings.metrics_host)
         stop = asyncio.Event()
         with _stop_on_signals(stop):
             await Projector(settings, store).run(stop)

@@ -107,6 +107,9 @@ async def _serve(options: DemoOptions, settings: Settings, pg: EmbeddedPostgres,
         await conn.close()
 
     port = options.port or _default_port()
+    if not _port_free(port):
+        # Else a server already there would answer our readiness check in our API's stead.
+        raise DemoError(f"port {port} on 127.0.0.1 is already in use (choose another with --port)")
     env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rd.url}
     api = Child("api", ["api", "--host", "127.0.0.1", "--port", str(port)], env, logs / "api.log")
     projector = Child("projector", ["projector"], env, logs / "projector.log")
@@ -231,12 +234,18 @@ def _run_dir(data_dir: Path | None) -> Iterator[Path]:
 
 
 def _default_port() -> int:
+    return DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
+
+
+def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # uvicorn sets SO_REUSEADDR too: a port in TIME_WAIT counts as free, as it will for the API.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", DEFAULT_PORT))
+            s.bind(("127.0.0.1", port))
         except OSError:
-            return free_port()
-    return DEFAULT_PORT
+            return False
+    return True
 
 
 def _log_to(path: Path, level: str) -> None:

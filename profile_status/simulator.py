@@ -100,6 +100,7 @@ class WorkloadConfig:
 class WorkloadStats:
     """Counters since start, and the last counted queue, for the live summary."""
 
+    seeded: int = 0  # the initial burst, kept out of the request rate
     requested: int = 0
     claimed: int = 0
     completed: int = 0
@@ -174,7 +175,9 @@ class Simulator:
 
     async def _request_initial(self) -> None:
         for _ in range(self.config.initial):
-            await self._guarded(self._request_one)
+            if await self._guarded(self._request_one):
+                self.stats.seeded += 1
+                self.stats.requested -= 1
 
     async def _requests(self, stop: asyncio.Event) -> None:
         if self.config.rate <= 0:
@@ -188,7 +191,7 @@ class Simulator:
             if self.stats.pending + self.stats.processing < self.config.max_active:
                 await self._guarded(self._request_one)
 
-    async def _request_one(self) -> None:
+    async def _request_one(self) -> bool:
         mix = self.config.priority_mix
         priority = self._rng.choices(list(mix), weights=list(mix.values()))[0]
         await self._execute(
@@ -198,6 +201,7 @@ class Simulator:
         self.stats.requested += 1
         self.stats.pending += 1
         self._wake.set()
+        return True
 
     # -- the workers --------------------------------------------------------
 

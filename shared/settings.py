@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     refresh_interval_s: float = 24 * 3600.0
     retry_max_delay_s: float = 5.0
     metrics_port: int | None = None
+    # 127.0.0.1 by default; 0.0.0.0 in a container so Prometheus can scrape it.
+    metrics_host: str = "127.0.0.1"
 
     # API
     heartbeat_max_age_s: float = 10.0

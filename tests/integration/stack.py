@@ -87,7 +87,12 @@ class ApiThread:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,  # as the `api` command: open streams must not hold a stop
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
@@ -169,3 +174,13 @@ class ProjectorProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(10)
+
+
+def count_tasks(server: ApiThread) -> int:
+    """Asyncio tasks alive in the API server's event loop (to find leaks)."""
+    loop = server.server.servers[0].get_loop()
+
+    async def count() -> int:
+        return len(asyncio.all_tasks())
+
+    return asyncio.run_coroutine_threadsafe(count(), loop).result(5)

@@ -102,7 +102,11 @@ def test_migrate_is_idempotent_and_keeps_existing_data(settings: Settings, seed_
     [(c, "postgres") for c in ("migrate", "projector", "resync", "verify")]
     + [(c, "redis") for c in ("projector", "resync", "verify")],
 )
-def test_unreachable_servers_are_one_clear_line(settings: Settings, command: str, server: str) -> None:    dead = {"postgres": {"database_url": "postgresql://nobody@127.0.0.1:1/none"}, "redis": {"redis_url": "redis://127.0.0.1:1/0"}}
+def test_unreachable_servers_are_one_clear_line(settings: Settings, command: str, server: str) -> None:
+    dead = {
+        "postgres": {"database_url": "postgresql://nobody@127.0.0.1:1/none"},
+        "redis": {"redis_url": "redis://127.0.0.1:1/0"},
+    }
     started = time.monotonic()
     result = run_cli(settings.model_copy(update=dead[server]), command, PROFILE_STATUS_STARTUP_TIMEOUT_S="1")
     assert result.returncode != 0
@@ -123,13 +127,19 @@ def test_projector_exits_cleanly_on_signals(
     assert time.monotonic() - stopped < 5
 
 
-def test_api_serves_and_exits_on_sigterm(settings: Settings) -> None:
+def test_api_serves_and_exits_on_sigterm_closing_streams(settings: Settings) -> None:
     port = free_port()
     proc = subprocess.Popen([*CLI, "api", "--port", str(port)], env=_env(settings), stderr=subprocess.DEVNULL)
     try:
         eventually(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, timeout=20)
-        stopped = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/profile/streamer/status/stream", timeout=10) as stream:
+            lines = stream.iter_lines()
+            while not next(lines).startswith("data:"):
+                pass
+            stopped = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for _ in lines:  # the server ends the stream; a clean end raises nothing here
+                pass
         proc.wait(5)
         assert time.monotonic() - stopped < 5
     finally:
