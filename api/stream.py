@@ -9,12 +9,12 @@ boundary the clock crosses, or, for an active job, a moved queue position
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import anyio
 import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ACTIVE_RECHECK_S = 5.0
 IDLE_RECHECK_S = 30.0
 PING_S = 15
+SHUTDOWN_GRACE_S = 1.0
 
 
 async def stream_status(request: Request) -> Response:
@@ -44,15 +45,31 @@ async def stream_status(request: Request) -> Response:
     hub = state.changes
     if hub.streams >= settings.sse_max_streams:
         return unavailable("Too many open streams", "stream_limit", "Too many open streams; poll instead or retry later")
+    shutdown = anyio.Event()
     return EventSourceResponse(
-        _events(request, username),
+        _events(request, username, shutdown),
         ping=PING_S,
         headers={**NO_STORE, "X-Accel-Buffering": "no"},
         send_timeout=30,
+        # On server shutdown the stream is told first and ends itself, so the
+        # client sees a complete response rather than a cut connection.
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
     )
 
 
-async def _events(request: Request, username: str) -> AsyncIterator[ServerSentEvent]:
+async def _until(wake: asyncio.Queue[None], shutdown: anyio.Event, timeout_s: float) -> None:
+    """Return on a wake-up, on shutdown, or after `timeout_s`, whichever comes first."""
+    waiters = {asyncio.ensure_future(wake.get()), asyncio.ensure_future(shutdown.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _events(request: Request, username: str, shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     state = request.state
     lifetime_ends = time.monotonic() + state.settings.sse_max_lifetime_s
     last_tag = None
@@ -80,7 +97,8 @@ async def _events(request: Request, username: str) -> AsyncIterator[ServerSentEv
                 wait_s = min(wait_s, lifetime_ends - time.monotonic())
                 if wait_s <= 0:
                     return  # lifetime cap: the client reconnects, with Last-Event-ID
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.get(), wait_s)
+                await _until(wake, shutdown, wait_s)
+                if shutdown.is_set():
+                    return
         finally:
             metrics.SSE_CLIENTS.dec()

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="libpq URI (default: $DATABASE_URL)")
     parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("migrate", help="create the seed's tables if absent and install change capture (idempotent)")
+    migrate = sub.add_parser("migrate", help="create the seed's tables if absent and install change capture (idempotent)")
+    migrate.add_argument("--projector-role", help="grant this role what the projector needs (and no more)")
+    migrate.add_argument("--api-role", help="grant this role what the API needs (and no more)")
     projector = sub.add_parser("projector", help="run the projector daemon in the foreground")
     projector.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     api = sub.add_parser("api", help="run the HTTP API (uvicorn)")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"invalid configuration: {one_line(exc)}")
     logs.configure(settings.log_level, settings.log_json)
     commands: dict[str, Callable[[], int]] = {
-        "migrate": lambda: _run(_migrate(settings)),
+        "migrate": lambda: _run(_migrate(settings, args.projector_role, args.api_role)),
         "projector": lambda: _run(_projector(settings, args.metrics_port or settings.metrics_port)),
         "api": lambda: _api(args.host, args.port, args.workers, settings),
         "resync": lambda: _run(_resync(settings)),
@@ -117,13 +119,13 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _migrate(settings: Settings) -> int:
+async def _migrate(settings: Settings, projector_role: str | None, api_role: str | None) -> int:
     from projector.migrate import migrate
     from shared.connections import connect_postgres
 
     conn = await connect_postgres(settings.database_url, settings.startup_timeout_s)
     try:
-        applied = await migrate(conn)
+        applied = await migrate(conn, projector_role=projector_role, api_role=api_role)
     finally:
         await conn.close()
     print(f"migrated: {', '.join(applied)}")

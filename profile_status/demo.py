@@ -67,6 +67,10 @@ def run_demo(options: DemoOptions, settings: Settings) -> int:
         logs = run_dir / "logs"
         logs.mkdir(exist_ok=True)
         _log_to(logs / "demo.log", settings.log_level)
+        port = options.port or _default_port()
+        if not _port_free(port):
+            # Else a server already there would answer our readiness check in our API's stead.
+            raise DemoError(f"port {port} on 127.0.0.1 is already in use (choose another with --port)")
         data = options.data_dir
         rd = EmbeddedRedis(data / "valkey" if data else None, port=options.redis_port)
         pg = EmbeddedPostgres(data / "postgres" if data else None, port=options.pg_port)
@@ -76,7 +80,7 @@ def run_demo(options: DemoOptions, settings: Settings) -> int:
             _say("starting embedded Valkey and PostgreSQL" + (f" (state in {data})" if data else "") + " ...")
             rd.start()
             pg.start()
-            return asyncio.run(_serve(options, settings, pg, rd, logs))
+            return asyncio.run(_serve(options, settings, port, pg, rd, logs))
         except KeyboardInterrupt:
             return 0
         finally:
@@ -90,7 +94,9 @@ def run_demo(options: DemoOptions, settings: Settings) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-async def _serve(options: DemoOptions, settings: Settings, pg: EmbeddedPostgres, rd: EmbeddedRedis, logs: Path) -> int:
+async def _serve(
+    options: DemoOptions, settings: Settings, port: int, pg: EmbeddedPostgres, rd: EmbeddedRedis, logs: Path
+) -> int:
     from profile_status.wiring import open_store
     from projector.migrate import migrate
     from shared.connections import connect_postgres
@@ -106,10 +112,6 @@ async def _serve(options: DemoOptions, settings: Settings, pg: EmbeddedPostgres,
     finally:
         await conn.close()
 
-    port = options.port or _default_port()
-    if not _port_free(port):
-        # Else a server already there would answer our readiness check in our API's stead.
-        raise DemoError(f"port {port} on 127.0.0.1 is already in use (choose another with --port)")
     env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rd.url}
     api = Child("api", ["api", "--host", "127.0.0.1", "--port", str(port)], env, logs / "api.log")
     projector = Child("projector", ["projector"], env, logs / "projector.log")

@@ -55,7 +55,7 @@ function fmtAgo(ms) {
 
 function fmtClock(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 }
 
 function normalizeUsername(raw) {
@@ -240,6 +240,8 @@ class Card {
     prio.hidden = !d.priority;
     if (d.priority) { prio.textContent = d.priority; prio.dataset.priority = d.priority; }
 
+    el.querySelector(".meta-text").textContent = this.meta(d);
+
     const [stageName, stageDesc] = this.stageText(d);
     el.querySelector(".stage-name").textContent = stageName;
     el.querySelector(".stage-desc").textContent = stageDesc;
@@ -275,26 +277,33 @@ class Card {
     return [d.processing_stage || d.status, d.message || ""];
   }
 
+  meta(d) {
+    const parts = [];
+    const attempts = d.attempts || 0;
+    if (d.status === "exists") {
+      if (d.last_scraped_at) parts.push(`scraped ${fmtClock(d.last_scraped_at)}`);
+      return parts.join(" · ");
+    }
+    if (d.status === "NOT_FOUND") return "never requested";
+    if (attempts > 0 || d.status === "FAILED") parts.push(`attempt ${attempts}/${MAX_ATTEMPTS}`);
+    if (d.timestamp) parts.push(`requested ${fmtClock(d.timestamp)}`);
+    return parts.join(" · ");
+  }
+
   facts(d) {
     const out = [];
-    const attempts = d.attempts || 0;
     if (d.status === "exists") {
       out.push(["Followers", d.followers_count == null ? "–" : compact.format(d.followers_count)]);
       out.push(["Posts", d.posts_count == null ? "–" : whole.format(d.posts_count)]);
       out.push(["Data", d.data_freshness || "–"]);
-      if (d.last_scraped_at) out.push(["Scraped", fmtClock(d.last_scraped_at)]);
       return out;
     }
     if (d.queue_position != null) {
-      out.push(["Queue", `#${whole.format(d.queue_position)} of ${whole.format(d.total_queue_size ?? 0)}`]);
+      out.push(["Queue position", `#${whole.format(d.queue_position)} of ${whole.format(d.total_queue_size ?? 0)}`]);
     }
-    if (d.status === "PROCESSING") out.push(["Running", fmtDuration(this.liveDuration()), "live-duration"]);
-    if (d.status === "PENDING" && d.timestamp) out.push(["Requested", fmtClock(d.timestamp)]);
+    if (d.status === "PROCESSING") out.push(["Running for", fmtDuration(this.liveDuration()), "live-duration"]);
     if (d.status === "PENDING" || d.status === "PROCESSING") {
       out.push(["ETA", d.estimated_time_remaining || "–"]);
-    }
-    if (d.status !== "NOT_FOUND" && (attempts > 0 || d.status === "FAILED")) {
-      out.push(["Attempt", `${attempts} of ${MAX_ATTEMPTS}`]);
     }
     if (d.status === "FAILED") {
       out.push(["Retry", d.is_retry_eligible && d.next_retry_time ? this.retryText() : "no retries left",
@@ -321,16 +330,22 @@ class Card {
     el.querySelector(".pin").hidden = this.followed;
     el.querySelector(".unfollow").hidden = !this.followed;
     let text;
-    if (this.mode === "sse") text = "● live";
-    else if (this.mode === "done") text = this.invalid ? "not followed" : "final state";
-    else if (this.mode === "poll" && this.timer) {
+    let title = "";
+    if (this.mode === "sse") {
+      text = "● live";
+      title = "Server-Sent Events: the API pushes every change";
+    } else if (this.mode === "done") {
+      text = this.invalid ? "not followed" : "final state";
+    } else if (this.mode === "poll" && this.timer) {
       const s = Math.max(0, Math.ceil((this.nextPollAt - Date.now()) / 1000));
-      text = `polling · next check in ${s} s`;
-    } else text = "checking…";
-    el.querySelector(".transport").textContent = text;
-    // A stream pushes every change, so its age says nothing; a poll's does.
-    el.querySelector(".updated").textContent =
-      this.mode !== "sse" && this.checkedAt ? `checked ${fmtAgo(this.checkedAt)}` : "";
+      text = `polling · next in ${s} s`;
+      title = `ETag polling at the interval the API recommends; last checked ${fmtAgo(this.checkedAt)}`;
+    } else {
+      text = "checking…";
+    }
+    const transport = el.querySelector(".transport");
+    transport.textContent = text;
+    transport.title = title;
   }
 
   tick() {

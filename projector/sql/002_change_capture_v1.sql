@@ -15,8 +15,11 @@ CREATE TABLE IF NOT EXISTS profile_status_changes_v1 (
     changed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
+-- SECURITY DEFINER: writers need no privilege on the change log; the search
+-- path is pinned to the one `migrate` ran with, so the definer's rights cannot
+-- be steered to other objects.
 CREATE OR REPLACE FUNCTION profile_status_capture_v1() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     newest BIGINT;
 BEGIN

@@ -21,27 +21,12 @@ from psycopg.conninfo import make_conninfo
 from profile_status.embedded import free_port
 from shared.keys import Keys
 from shared.settings import Settings
+from tests.integration.cli_helpers import CLI, cli_env, run_cli
 from tests.integration.rows import add_job, add_profile
 from tests.integration.stack import eventually
 
 SEED_CLIENT = Path(__file__).parents[1] / "seed" / "check-profile-status.sh"
-CLI = [sys.executable, "-m", "profile_status.cli"]
-
-
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "PROFILE_STATUS_KEY_PREFIX": settings.key_prefix,
-        "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
-        **extra,
-    }
-
-
-def run_cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run one command to completion."""
-    return subprocess.run([*CLI, *args], env=_env(settings, **extra), capture_output=True, text=True, timeout=60)
+_env = cli_env
 
 
 @pytest.fixture
