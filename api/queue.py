@@ -25,20 +25,19 @@ async def queue_status(request: Request) -> Response:
     k = store.keys
     minute = int(time.time() // 60)
     pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(k.active_counts)
+    store.read_counts(pipe)
     pipe.zrange(k.pending_by_age, 0, 0, withscores=True)
     # The current minute is still filling: throughput counts the last whole minutes.
     pipe.mget([k.completions(minute - i) for i in range(1, THROUGHPUT_WINDOW_MIN + 1)])
     pipe.get(k.heartbeat)
     try:
-        counts, oldest, completions, beat = await pipe.execute()
+        *count_replies, oldest, completions, beat = await pipe.execute()
     except (RedisError, OSError):
         metrics.REDIS_ERRORS.inc()
         return unavailable("Status store unavailable", "redis_unavailable", "Queue status temporarily unavailable")
     by_priority = {name: {status: 0 for status in _STATUS_NAMES.values()} for name in _PRIORITY_NAMES.values()}
-    for field, value in counts.items():
-        f = field.decode()
-        by_priority[_PRIORITY_NAMES[f[0]]][_STATUS_NAMES[f[1]]] = max(0, int(value))
+    for field, count in store.parse_counts(count_replies).items():
+        by_priority[_PRIORITY_NAMES[field[0]]][_STATUS_NAMES[field[1]]] = count
     by_status = {s: sum(p[s] for p in by_priority.values()) for s in _STATUS_NAMES.values()}
     now = time.time()
     oldest_age = None

@@ -105,17 +105,20 @@ async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
     """Remove active-queue entries that no active row explains any more (after partial data loss).
 
     Each chunk is listed before Postgres is asked, so an entry the projector wrote
-    meanwhile matches a row it has already read, and stays.
+    meanwhile matches a row it has already read, and stays. The by-state set
+    holds the members behind a two-character prefix.
     """
+    k = store.keys
     removed = 0
-    chunk: list[bytes] = []
-    async for member, _ in store.redis.zscan_iter(store.keys.active_queue, count=SCAN_COUNT):
-        chunk.append(member)
-        if len(chunk) >= SCAN_COUNT:
+    for key, prefix in ((k.active_queue, 0), (k.active_by_state, 2), (k.pending_by_age, 0)):
+        chunk: list[bytes] = []
+        async for entry, _ in store.redis.zscan_iter(key, count=SCAN_COUNT):
+            chunk.append(entry[prefix:])
+            if len(chunk) >= SCAN_COUNT:
+                removed += await _drop_unexplained(store, conn, chunk)
+                chunk = []
+        if chunk:
             removed += await _drop_unexplained(store, conn, chunk)
-            chunk = []
-    if chunk:
-        removed += await _drop_unexplained(store, conn, chunk)
     return removed
 
 

@@ -33,11 +33,17 @@ class Report:
     differences: dict[str, str] = field(default_factory=dict)
     queue_size_redis: int = 0
     queue_size_postgres: int = 0
+    counts_redis: dict[str, int] = field(default_factory=dict)
+    counts_postgres: dict[str, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        """Differences, the queue-size mismatch counting as one."""
-        return len(self.differences) + (self.queue_size_redis != self.queue_size_postgres)
+        """Differences; a queue-size or per-priority-count mismatch counts as one each."""
+        return (
+            len(self.differences)
+            + (self.queue_size_redis != self.queue_size_postgres)
+            + (self.counts_redis != self.counts_postgres)
+        )
 
     def lines(self) -> list[str]:
         """A human summary with a few examples."""
@@ -46,6 +52,8 @@ class Report:
             out.append(
                 f"  active queue: Redis holds {self.queue_size_redis} entries, Postgres {self.queue_size_postgres}"
             )
+        if self.counts_redis != self.counts_postgres:
+            out.append(f"  active counts: Redis {self.counts_redis}, Postgres {self.counts_postgres}")
         for name, why in list(self.differences.items())[:MAX_EXAMPLES]:
             out.append(f"  {name}: {why}")
         return out
@@ -94,6 +102,23 @@ async def _check_usernames(store: StatusStore, conn: AsyncConnection, names: lis
     return await _compare(store, snap.projections(datetime.now(UTC)))
 
 
+_ACTIVE_COUNTS = """
+SELECT (CASE priority WHEN 'HIGH' THEN '0' WHEN 'MEDIUM' THEN '1' ELSE '2' END)
+       || (CASE status WHEN 'PENDING' THEN 'P' ELSE 'R' END), count(*)
+FROM queue WHERE status IN ('PENDING', 'PROCESSING') GROUP BY 1
+"""
+
+
+async def _queue_totals(store: StatusStore, conn: AsyncConnection, report: Report) -> None:
+    """Compare the active-queue size and the per-priority/status counters."""
+    async with conn.transaction():
+        cur = await conn.execute(_ACTIVE_COUNTS)
+        report.counts_postgres = {k: int(n) for k, n in await cur.fetchall()}
+    report.queue_size_postgres = sum(report.counts_postgres.values())
+    report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+    report.counts_redis = await store.active_counts()
+
+
 async def verify(
     conn: AsyncConnection,
     store: StatusStore,
@@ -112,9 +137,7 @@ async def verify(
             suspects.update(await _compare(store, snap.projections(datetime.now(UTC))))
             if progress:
                 progress(len(snap.rows))
-        cur = await conn.execute("SELECT count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING')")
-        report.queue_size_postgres = int((await cur.fetchone() or (0,))[0])
-    report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+    await _queue_totals(store, conn, report)
     unknown: list[str] = []
     async for key in store.redis.scan_iter(match=store.keys.document_pattern, count=SCAN_COUNT):
         name = store.keys.username_of(key.decode())
@@ -124,14 +147,11 @@ async def verify(
         suspects.update(await _check_usernames(store, conn, unknown[i : i + SCAN_COUNT]))
     report.usernames = len(seen | set(unknown))
 
-    if suspects or report.queue_size_redis != report.queue_size_postgres:
+    if suspects or report.count:
         # A second look after the projector had time to apply what was in flight.
         await asyncio.sleep(settle_s)
         names = sorted(suspects)
         for i in range(0, len(names), SCAN_COUNT):
             report.differences.update(await _check_usernames(store, conn, names[i : i + SCAN_COUNT]))
-        async with conn.transaction():
-            cur = await conn.execute("SELECT count(*) FROM queue WHERE status IN ('PENDING', 'PROCESSING')")
-            report.queue_size_postgres = int((await cur.fetchone() or (0,))[0])
-        report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+        await _queue_totals(store, conn, report)
     return report

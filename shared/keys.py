@@ -41,9 +41,9 @@ class Keys:
         return f"{self.prefix}@members"
 
     @property
-    def active_counts(self) -> str:
-        """Hash: "{priority rank}{P|R}" -> active rows, for the queue overview."""
-        return f"{self.prefix}@counts"
+    def active_by_state(self) -> str:
+        """Sorted set of the same members behind "{priority rank}{P|R}": counts are ZLEXCOUNTs."""
+        return f"{self.prefix}@states"
 
     @property
     def pending_by_age(self) -> str:

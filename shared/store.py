@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared.document import State, StatusDocument
 from shared.keys import Keys
@@ -39,6 +40,8 @@ class Projection:
 
 
 WRITTEN, UNCHANGED, STALE = 2, 1, 0
+# "{priority rank}{P pending | R running}", the prefixes of the by-state set.
+STATE_FIELDS = tuple(f"{rank}{state}" for rank in "012" for state in "PR")
 WAS_PENDING, WAS_PROCESSING = 1, 2
 
 
@@ -96,7 +99,7 @@ class StatusStore:
                     k.document(doc.username),
                     k.active_queue,
                     k.active_members,
-                    k.active_counts,
+                    k.active_by_state,
                     k.pending_by_age,
                     k.recent,
                 ],
@@ -121,12 +124,28 @@ class StatusStore:
             codes=codes,
         )
 
+    def read_counts(self, pipe: Pipeline) -> None:
+        """Queue on `pipe` the reads of the active counts; parse the replies with `parse_counts`."""
+        for field in STATE_FIELDS:
+            pipe.zlexcount(self.keys.active_by_state, f"[{field}", f"({field[0]}{chr(ord(field[1]) + 1)}")
+
+    @staticmethod
+    def parse_counts(replies: Sequence[int]) -> dict[str, int]:
+        """{"0P": active pending HIGH rows, ...} from the replies of `read_counts`, zeros left out."""
+        return {f: int(n) for f, n in zip(STATE_FIELDS, replies, strict=True) if int(n)}
+
+    async def active_counts(self) -> dict[str, int]:
+        """Active rows per "{priority rank}{P|R}" (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self.read_counts(pipe)
+        return self.parse_counts(await pipe.execute())
+
     async def unlist(self, members: Sequence[bytes | str]) -> int:
-        """Remove active-queue members no row explains; returns how many were there."""
+        """Remove active-queue members no row explains; returns how many entries went."""
         if not members:
             return 0
         k = self.keys
-        return int(await self._unlist(keys=[k.active_queue, k.active_counts, k.pending_by_age], args=list(members)))
+        return int(await self._unlist(keys=[k.active_queue, k.active_by_state, k.pending_by_age], args=list(members)))
 
     async def read(self, username: str) -> RawStatus:
         """The document of `username` with its rank and the active queue's size."""

@@ -103,6 +103,7 @@ class Card {
     const el = $("card-template").content.firstElementChild.cloneNode(true);
     el.dataset.username = this.username;
     el.querySelector(".username").textContent = "@" + this.username;
+    el.querySelector(".username").title = "@" + this.username;
     el.querySelector(".pin").addEventListener("click", () => follow(this.username));
     el.querySelector(".unfollow").addEventListener("click", () => unfollow(this.username));
     return el;
@@ -285,8 +286,7 @@ class Card {
       return parts.join(" · ");
     }
     if (d.status === "NOT_FOUND") return "never requested";
-    if (attempts > 0 || d.status === "FAILED") parts.push(`attempt ${attempts}/${MAX_ATTEMPTS}`);
-    if (d.timestamp) parts.push(`requested ${fmtClock(d.timestamp)}`);
+    if (attempts > 0 || d.status === "FAILED") parts.push(`attempt ${attempts} of ${MAX_ATTEMPTS}`);
     return parts.join(" · ");
   }
 
@@ -304,6 +304,7 @@ class Card {
     if (d.status === "PROCESSING") out.push(["Running for", fmtDuration(this.liveDuration()), "live-duration"]);
     if (d.status === "PENDING" || d.status === "PROCESSING") {
       out.push(["ETA", d.estimated_time_remaining || "–"]);
+      if (d.timestamp) out.push(["Requested", fmtClock(d.timestamp)]);
     }
     if (d.status === "FAILED") {
       out.push(["Retry", d.is_retry_eligible && d.next_retry_time ? this.retryText() : "no retries left",

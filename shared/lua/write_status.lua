@@ -1,6 +1,6 @@
 -- Store one username's projection if it is not older than what Redis holds.
 -- KEYS: 1 document, 2 active-queue sorted set, 3 active-members hash,
---       4 active counts hash, 5 pending-by-age sorted set, 6 recently changed sorted set
+--       4 active-by-state sorted set, 5 pending-by-age sorted set, 6 recently changed sorted set
 -- ARGV: 1 username, 2 version (decimal), 3 digest, 4 document JSON, 5 TTL seconds,
 --       6 the username's active members (space separated), 7 change channel, 8 now (ms)
 -- Returns outcome + 10 * previous status: outcome 0 stale (rejected), 1 unchanged
@@ -22,20 +22,19 @@ if cur then
     end
 end
 
--- A member is "rank:timestamp:id:owner:S" with S = P (pending) or R (running);
--- counts per rank and S, and the pending-by-age set, move with the sorted set.
+-- A member is "rank:timestamp:id:owner:S" with S = P (pending) or R (running).
+-- The by-state set holds the same members behind "{rank}{S}", so counts per
+-- priority and status are ZLEXCOUNTs: derived, exact, nothing to drift.
 local function unlist(m)
-    if redis.call('ZREM', KEYS[2], m) == 1 then
-        redis.call('HINCRBY', KEYS[4], string.sub(m, 1, 1) .. string.sub(m, -1), -1)
-        redis.call('ZREM', KEYS[5], m)
-    end
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('ZREM', KEYS[4], string.sub(m, 1, 1) .. string.sub(m, -1) .. m)
+    redis.call('ZREM', KEYS[5], m)
 end
 local function list(m)
-    if redis.call('ZADD', KEYS[2], 0, m) == 1 then
-        redis.call('HINCRBY', KEYS[4], string.sub(m, 1, 1) .. string.sub(m, -1), 1)
-        if string.sub(m, -1) == 'P' then
-            redis.call('ZADD', KEYS[5], tonumber(string.sub(m, 3, 22)), m)
-        end
+    redis.call('ZADD', KEYS[2], 0, m)
+    redis.call('ZADD', KEYS[4], 0, string.sub(m, 1, 1) .. string.sub(m, -1) .. m)
+    if string.sub(m, -1) == 'P' then
+        redis.call('ZADD', KEYS[5], tonumber(string.sub(m, 3, 22)), m)
     end
 end
 

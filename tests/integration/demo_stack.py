@@ -20,7 +20,6 @@ import httpx
 import psycopg
 
 from profile_status.embedded import free_port
-from tests.integration.stack import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PR_SET_CHILD_SUBREAPER = 36
@@ -147,18 +146,18 @@ class Demo:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
         """Wait until the page and the queue API answer 200; return seconds since start."""
-        def ready() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, f"demo exited with {self.proc.returncode}: {self.tail()}"
-            try:
-                page = httpx.get(self.base_url + "/", timeout=2)
-                queue = httpx.get(self.base_url + "/api/queue/status", timeout=2)
-            except httpx.HTTPError:
-                return False
-            return page.status_code == 200 and queue.status_code == 200
-
-        eventually(ready, timeout=timeout_s, interval=0.05)
-        return time.monotonic() - self.started_at
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=self.base_url, timeout=2) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"demo exited with {self.proc.returncode}:\n{self.tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/").status_code == 200 and client.get("/api/queue/status").status_code == 200:
+                        return time.monotonic() - self.started_at
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"demo not ready within {timeout_s:g} s:\n{self.tail()}")
+                time.sleep(0.05)
 
     def client(self) -> httpx.Client:
         """An HTTP client of the demo's API."""
