@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from api import metrics
+from api.cache import LocalCache
 from api.changes import ChangeHub
 from api.health import healthz, readyz
 from api.limits import TimeoutMiddleware
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         pool = make_pool(settings.database_url, settings.database_pool_size)
         await pool.open(wait=False)
-        hub = ChangeHub(redis, store.keys.changes_channel)
+        hub = ChangeHub(redis, store.keys.changes_channel, LocalCache() if settings.local_cache else None)
         hub_task = asyncio.create_task(hub.run())
         try:
             yield {

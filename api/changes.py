@@ -1,9 +1,11 @@
 """One Redis subscription per API process, fanned out to every stream that follows a username.
 
 The projector publishes `"{username} {version}"` on the changes channel for each
-document it changes. Streams register a queue per username; a message wakes
-them, and they re-read the document (the message is only a hint). When the
-subscription breaks, every stream is woken, since messages may have been missed.
+document it changes, and a beat every second. Streams register a queue per
+username; a message wakes them, and they re-read the document (the message is
+only a hint). The same messages keep the process's `LocalCache` exact. When the
+subscription breaks, every stream is woken and the cache emptied, since
+messages may have been missed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.cache import LocalCache
 from shared.errors import one_line
+from shared.keys import BEAT
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_DELAY_S = 1.0
@@ -26,9 +30,10 @@ RESUBSCRIBE_DELAY_S = 1.0
 class ChangeHub:
     """Routes change messages to the streams that follow each username."""
 
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, cache: LocalCache | None = None) -> None:
         self.redis = redis
         self.channel = channel
+        self.cache = cache
         self._followers: dict[str, set[asyncio.Queue[None]]] = defaultdict(set)
         self.streams = 0
 
@@ -59,16 +64,24 @@ class ChangeHub:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
+                if self.cache:
+                    self.cache.reset(connected=True)
                 self._wake({q for qs in self._followers.values() for q in qs})
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
                     username = message["data"].split(b" ", 1)[0].decode()
+                    if self.cache:
+                        self.cache.heard(None if username == BEAT else username)
+                    if username == BEAT:
+                        continue
                     followers = self._followers.get(username)
                     if followers:
                         self._wake(followers)
             except (RedisError, OSError) as exc:
+                if self.cache:
+                    self.cache.reset(connected=False)
                 log.warning("change subscription lost: %s", one_line(exc), extra={"event": "subscription_lost"})
                 await asyncio.sleep(RESUBSCRIBE_DELAY_S)
             finally:

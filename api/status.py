@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import metrics
+from api.cache import LocalCache
 from api.read_through import ReadThrough
 from api.responses import JSON, error, unavailable
 from shared.document import StatusDocument
@@ -48,10 +49,17 @@ class Status:
     data: dict[str, Any]
 
 
-async def current_status(reader: StatusReader, fallback: ReadThrough, username: str) -> Status:
+async def current_status(
+    reader: StatusReader, fallback: ReadThrough, username: str, cache: LocalCache | None = None
+) -> Status:
     """Read (or on a miss, resolve) and render the status of a normalized username."""
     try:
-        reading = await reader.read(username)
+        reading = cache.get(username) if cache else None
+        if reading is None:
+            epoch = cache.epoch if cache else 0
+            reading = await reader.read(username)
+            if cache:
+                cache.put(username, reading, epoch)
         estimates = await reader.estimates()
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(one_line(exc)) from exc
@@ -99,7 +107,7 @@ async def get_status(request: Request) -> Response:
         return error(400, str(exc))
     state = request.state
     try:
-        status = await current_status(state.reader, state.read_through, username)
+        status = await current_status(state.reader, state.read_through, username, state.changes.cache)
     except StoreUnavailable as exc:
         metrics.REDIS_ERRORS.inc()
         log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})

@@ -78,7 +78,7 @@ async def _events(request: Request, username: str, shutdown: anyio.Event) -> Asy
         try:
             while True:
                 try:
-                    status = await current_status(state.reader, state.read_through, username)
+                    status = await current_status(state.reader, state.read_through, username, state.changes.cache)
                 except (StoreUnavailable, DatabaseUnavailable) as exc:
                     yield ServerSentEvent(event="error", data=orjson.dumps({"success": False, "detail": str(exc)}).decode())
                     return

@@ -1,4 +1,8 @@
-"""The demo's one-line live summary: request and completion rates, queue length, projector lag."""
+"""The demo's one-line live summary: request and completion rates, queue length, projector lag.
+
+For example ``0.52 req/s · 31.0 done/min · 4.1 failed/min · queue 14 (6 waiting) · lag 0.01 s, backlog 0 · up 2m05s``
+where lag is the age of the oldest change the projector has not yet applied.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import orjson
 from profile_status.simulator import WorkloadStats
 
 RATE_WINDOW_S = 60.0
+STALE_BEAT_S = 5.0  # the projector beats every second
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +55,14 @@ class Summary:
         fail_min = (s.failed - first.failed) * 60 / span if span >= 1 else 0.0
         uptime = int(now - self._started)
         parts = [
-            f"{req_s:5.2f} req/s",
-            f"{done_min:5.1f} done/min",
-            f"{fail_min:4.1f} failed/min",
-            f"queue {s.pending + s.processing} ({s.pending} pending, {s.processing} processing)",
+            f"{req_s:.2f} req/s",
+            f"{done_min:.1f} done/min",
+            f"{fail_min:.1f} failed/min",
+            f"queue {s.pending + s.processing} ({s.pending} waiting)",
         ]
         if self.projector:
             parts.append(_projector(heartbeat))
-        return " | ".join([*parts, f"up {uptime // 60}m{uptime % 60:02d}s"])
+        return " · ".join([*parts, f"up {uptime // 60}m{uptime % 60:02d}s"])
 
     def show(self, line: str) -> None:
         """Redraw the line in place on a terminal, else print it as a plain line."""
@@ -94,5 +99,7 @@ def _projector(raw: bytes | None) -> str:
         backlog, backlog_age = beat.get("backlog"), beat.get("backlog_age_s")
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return "projector: unreadable heartbeat"
-    lag = f"lag {float(backlog_age):.2f} s" if backlog_age is not None else "lag ?"
-    return f"projector {lag}, backlog {backlog if backlog is not None else '?'}, beat {age:.1f} s ago"
+    if age > STALE_BEAT_S:
+        return f"projector silent for {age:.0f} s"
+    lag = f"{float(backlog_age):.2f} s" if backlog_age is not None else "?"
+    return f"lag {lag}, backlog {backlog if backlog is not None else '?'}"

@@ -25,6 +25,7 @@ from projector.measurements import Measurements
 from projector.rebuild import rebuild
 from shared.connections import connect_postgres
 from shared.errors import one_line
+from shared.keys import BEAT
 from shared.settings import Settings
 from shared.store import StatusStore
 from shared.truth import read_usernames
@@ -261,5 +262,12 @@ class Projector:
             "backlog_age_s": round(self._backlog[1], 3),
             "rebuilding": self._rebuild is not None and not self._rebuild.done(),
         }
-        key = self.store.keys.heartbeat if active else f"{self.store.keys.heartbeat}:standby:{os.getpid()}"
-        await self.store.redis.set(key, orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
+        keys = self.store.keys
+        if not active:
+            await self.store.redis.set(f"{keys.heartbeat}:standby:{os.getpid()}", orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
+            return
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.set(keys.heartbeat, orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
+        # Tells API processes that the change channel is alive, so their caches may be trusted.
+        pipe.publish(keys.changes_channel, BEAT)
+        await pipe.execute()

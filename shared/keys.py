@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "status:"
+# Published on the changes channel by the active projector every heartbeat; no username contains "@".
+BEAT = "@beat"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # API
     heartbeat_max_age_s: float = 10.0
     request_timeout_s: float = 5.0
+    # Serve repeated polls from process memory, kept exact by the projector's change messages.
+    local_cache: bool = True
     sse_max_streams: int = 2000
     sse_max_lifetime_s: float = 1800.0
     # Comma-separated origins allowed to call the API from a browser ("*" for any).

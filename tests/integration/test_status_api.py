@@ -193,8 +193,18 @@ def test_invalid_usernames_get_400(http: httpx.Client, raw: str, detail: str) ->
 
 
 def test_a_miss_reads_through_and_never_says_not_found_wrongly(
-    http: httpx.Client, db: psycopg.Connection, rds: redis.Redis, settings: Settings
+    db: psycopg.Connection, rds: redis.Redis, settings: Settings
 ) -> None:
+    # Without the process cache, which would keep answering from memory.
+    server = ApiThread(settings.model_copy(update={"local_cache": False})).start()
+    try:
+        with server.client() as http:
+            _miss_path(http, db, rds, settings)
+    finally:
+        server.stop()
+
+
+def _miss_path(http: httpx.Client, db: psycopg.Connection, rds: redis.Redis, settings: Settings) -> None:
     keys = Keys(settings.key_prefix)
     add_job(db, "evicted", status="PENDING")
     eventually(lambda: status(http, "evicted")["status"] == "PENDING")

@@ -1,0 +1,78 @@
+"""The API's process cache serves only what change messages prove still exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from unittest import mock
+
+from api.cache import MAX_SILENCE_S, LocalCache
+from shared.reader import Reading
+from shared.rules import QueuePosition, project
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+DONE = Reading(project("done", [], [], version=1, projected_at=NOW), None, False)
+ACTIVE = Reading(project("busy", [], [], version=1, projected_at=NOW), QueuePosition(3, 10), False)
+
+
+def _live_cache() -> LocalCache:
+    cache = LocalCache()
+    cache.reset(connected=True)
+    cache.heard(None)
+    return cache
+
+
+def test_nothing_is_served_before_the_channel_is_heard() -> None:
+    cache = LocalCache()
+    cache.reset(connected=True)
+    cache.put("done", DONE, cache.epoch)
+    assert cache.get("done") is None
+
+
+def test_an_entry_is_served_until_its_username_changes() -> None:
+    cache = _live_cache()
+    cache.put("done", DONE, cache.epoch)
+    assert cache.get("done") is DONE
+    cache.heard("someone_else")
+    assert cache.get("done") is DONE
+    cache.heard("done")
+    assert cache.get("done") is None
+
+
+def test_active_entries_go_with_any_change() -> None:
+    cache = _live_cache()
+    cache.put("busy", ACTIVE, cache.epoch)
+    assert cache.get("busy") is ACTIVE
+    cache.heard(None)  # a beat moves nothing
+    assert cache.get("busy") is ACTIVE
+    cache.heard("someone_else")
+    assert cache.get("busy") is None
+
+
+def test_a_reading_taken_before_a_change_is_not_stored() -> None:
+    cache = _live_cache()
+    epoch = cache.epoch
+    cache.heard("done")  # arrives while the read was in flight
+    cache.put("done", DONE, epoch)
+    assert cache.get("done") is None
+
+
+def test_silence_or_a_lost_subscription_turns_it_off() -> None:
+    cache = _live_cache()
+    cache.put("done", DONE, cache.epoch)
+    with mock.patch("api.cache.time.monotonic", return_value=10**9):
+        assert cache.get("done") is None
+    assert MAX_SILENCE_S < 5
+    cache.reset(connected=False)
+    assert cache.get("done") is None
+
+
+def test_misses_are_not_cached_and_size_is_bounded() -> None:
+    cache = _live_cache()
+    cache.put("nobody", Reading(None, None, False), cache.epoch)
+    assert cache.get("nobody") is None
+    small = LocalCache(max_entries=2)
+    small.reset(connected=True)
+    small.heard(None)
+    for name in ("a", "b", "c"):
+        small.put(name, DONE, small.epoch)
+    assert small.get("a") is None and small.get("c") is DONE
