@@ -27,8 +27,8 @@ async def queue_status(request: Request) -> Response:
     pipe = store.redis.pipeline(transaction=False)
     store.read_counts(pipe)
     pipe.zrange(k.pending_by_age, 0, 0, withscores=True)
-    # The current minute is still filling: throughput counts the last whole minutes.
-    pipe.mget([k.completions(minute - i) for i in range(1, THROUGHPUT_WINDOW_MIN + 1)])
+    # The current, partial minute and the whole ones before it.
+    pipe.mget([k.completions(minute - i) for i in range(THROUGHPUT_WINDOW_MIN)])
     pipe.get(k.heartbeat)
     try:
         *count_replies, oldest, completions, beat = await pipe.execute()
@@ -57,11 +57,16 @@ async def queue_status(request: Request) -> Response:
         "by_priority": by_priority,
         "by_status": by_status,
         "oldest_pending_age_seconds": oldest_age,
-        "completions_per_minute": round(sum(int(c or 0) for c in completions) / THROUGHPUT_WINDOW_MIN, 2),
+        "completions_per_minute": round(sum(int(c or 0) for c in completions) / _window_minutes(now), 2),
         "projector": projector,
         "generated_at": datetime.now(UTC).isoformat(),
     }
     return JSON({"success": True, "data": data}, headers={"Cache-Control": "max-age=1"})
+
+
+def _window_minutes(now: float) -> float:
+    """The span the completion buckets cover: whole minutes plus the current one so far."""
+    return THROUGHPUT_WINDOW_MIN - 1 + max(now % 60, 1.0) / 60
 
 
 async def recent_usernames(request: Request) -> Response:

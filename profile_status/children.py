@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -51,7 +52,7 @@ class Child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "profile_status.cli", *self.args],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True, preexec_fn=lambda ppid=os.getpid(): tie_to_parent(ppid),
+                start_new_session=True, preexec_fn=functools.partial(tie_to_parent, os.getpid()),
             )
 
     def check(self) -> str | None:

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from redis.exceptions import RedisError
+
 from profile_status.children import Child
 from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from profile_status.logs import TextFormatter
 from profile_status.simulator import Simulator, WorkloadConfig
 from profile_status.summary import Summary
 from shared.errors import ProfileStatusError, one_line
-from shared.keys import Keys
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,6 @@ async def _serve(
         sim_task = asyncio.create_task(simulator.run(stop, startup_timeout_s=settings.startup_timeout_s, reclaim=True))
         summary = Summary(simulator.stats)
         async with open_store(settings.model_copy(update={"redis_url": rd.url})) as store:
-            heartbeat_key = Keys(settings.key_prefix).heartbeat
             last_plain = 0.0
             while not stop.is_set():
                 for child in children:
@@ -139,8 +138,8 @@ async def _serve(
                     sim_task.result()  # raises what ended it
                     break
                 try:
-                    beat = await store.redis.get(heartbeat_key)
-                except Exception:  # a busy or restarting Redis only blanks the projector column
+                    beat = await store.redis.get(store.keys.heartbeat)
+                except (RedisError, OSError):  # a busy or restarting Redis only blanks the projector column
                     beat = None
                 line = summary.line(beat)
                 now = time.monotonic()

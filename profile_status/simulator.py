@@ -27,7 +27,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,11 @@ _ERRORS = (
 )
 _WORDS = ("creator", "travel", "foodie", "studio", "daily", "urban", "fit", "glow", "pixel", "wander",
           "chef", "beauty", "tech", "vibes", "nomad", "indie", "retro", "lens", "sketch", "mindful")
-_ORDER = "(CASE priority WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END), COALESCE(timestamp, '-infinity'::timestamptz), id"
+# The queue order, spelled as the queue_active_order_v1 index is, so the claim walks that index.
+_ORDER = (
+    "(CASE priority WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END), "
+    "COALESCE(timestamp, '-infinity'::timestamptz), id"
+)
 _CLAIM = f"""
     WITH next AS (
         SELECT id FROM queue WHERE status = 'PENDING' ORDER BY {_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED
@@ -153,9 +157,13 @@ class Simulator:
             raise PostgresUnavailable(f"simulator cannot reach PostgreSQL within {startup_timeout_s:g} s") from exc
         try:
             if reclaim:
-                await self._execute("UPDATE queue SET status = 'PENDING', updated_at = now() WHERE status = 'PROCESSING'")
+                await self._execute(
+                    "UPDATE queue SET status = 'PENDING', updated_at = now() WHERE status = 'PROCESSING'"
+                )
             await self._request_initial()
-            loops: list[Callable[[asyncio.Event], Awaitable[None]]] = [self._requests, self._janitor, self._counter]
+            loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = [
+                self._requests, self._janitor, self._counter
+            ]
             loops += [self._worker] * self.config.workers
             tasks = [asyncio.create_task(loop(stop)) for loop in loops]
             try:
@@ -177,7 +185,6 @@ class Simulator:
         for _ in range(self.config.initial):
             if await self._guarded(self._request_one):
                 self.stats.seeded += 1
-                self.stats.requested -= 1
 
     async def _requests(self, stop: asyncio.Event) -> None:
         if self.config.rate <= 0:
@@ -189,7 +196,8 @@ class Simulator:
             if await _sleep(stop, next_at - time.monotonic()):
                 return
             if self.stats.pending + self.stats.processing < self.config.max_active:
-                await self._guarded(self._request_one)
+                if await self._guarded(self._request_one):
+                    self.stats.requested += 1
 
     async def _request_one(self) -> bool:
         mix = self.config.priority_mix
@@ -198,8 +206,7 @@ class Simulator:
             "INSERT INTO queue (username, source, priority, request_id) VALUES (%s, %s, %s, %s)",
             (random_username(self._rng), SOURCE, priority, f"sim-{uuid.uuid4().hex[:20]}"),
         )
-        self.stats.requested += 1
-        self.stats.pending += 1
+        self.stats.pending += 1  # until the next count, so the cap holds between counts
         self._wake.set()
         return True
 
@@ -250,7 +257,7 @@ class Simulator:
 
     async def _update(self, assignments: str, job: _Job, params: dict[str, Any]) -> bool:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(  # type: ignore[call-overload]  # our own constant SQL pieces
+            cur = await conn.execute(
                 f"UPDATE queue SET {assignments}, updated_at = now() WHERE {_MINE}",
                 {"id": job.id, "attempts": job.attempts, **params},
             )
@@ -269,7 +276,8 @@ class Simulator:
         )
         if moved:
             self.stats.failed += 1
-            log.debug("job failed", extra={"event": "sim_job_failed", "username": job.username, "attempts": job.attempts})
+            log.debug("job failed", extra={"event": "sim_job_failed", "username": job.username,
+                                           "attempts": job.attempts})
 
     async def _complete(self, job: _Job, elapsed_s: float) -> None:
         rng = self._rng
@@ -298,7 +306,7 @@ class Simulator:
                     last_scraped_at = now(), updated_at = now(), scraping_status = 'completed'
                 """,
                 {
-                    "u": job.username, "name": name, "followers": followers, "following": rng.randint(50, 3000),
+                    "u": job.username.lower(), "name": name, "followers": followers, "following": rng.randint(50, 3000),
                     "posts": posts, "bio": f"{name} - simulated profile", "verified": followers > 500_000,
                     "data": Jsonb({"simulated": True}),
                     "content": Jsonb({"reels": posts // 4, "images": posts - posts // 4}),
@@ -359,7 +367,7 @@ class Simulator:
 
     async def _execute(self, sql: str, params: tuple[Any, ...] | None = None) -> int:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(sql, params)  # type: ignore[arg-type]  # our own constant SQL
+            cur = await conn.execute(sql, params)
             return cur.rowcount
 
     async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -41,7 +41,7 @@ class Summary:
         self._started = time.monotonic()
         self._drawn = False
 
-    def line(self, heartbeat: bytes | None, now: float | None = None) -> str:
+    def line(self, heartbeat: bytes | str | None, now: float | None = None) -> str:
         """The summary as of now, given the raw heartbeat document (None when absent)."""
         now = time.monotonic() if now is None else now
         s = self.stats
@@ -90,7 +90,7 @@ class Summary:
             self._drawn = False
 
 
-def _projector(raw: bytes | None) -> str:
+def _projector(raw: bytes | str | None) -> str:
     if raw is None:
         return "projector: no heartbeat"
     try:

@@ -13,8 +13,6 @@ from datetime import datetime
 from psycopg import AsyncConnection
 
 CHANNEL = "profile_status_v1"
-# One projector applies changes at a time; others wait on this session lock.
-ADVISORY_LOCK_KEY = 0x70726F66696C65  # "profile" in ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +34,32 @@ async def notify_probe(conn: AsyncConnection) -> None:
     await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
 
 
-async def try_lock(conn: AsyncConnection) -> bool:
-    """Take the projector's session-level advisory lock if it is free."""
-    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
-    row = await cur.fetchone()
-    return bool(row and row[0])
+async def next_batch(
+    conn: AsyncConnection, limit: int, partitions: list[int] | None = None, of: int = 1
+) -> list[Change]:
+    """The oldest `limit` entries naming a username (of the given partitions, out of `of`).
 
-
-async def next_batch(conn: AsyncConnection, limit: int) -> list[Change]:
-    """The oldest `limit` entries. A late-committing transaction's entries simply show up later."""
-    cur = await conn.execute(
-        "SELECT id, username, changed_at FROM profile_status_changes_v1 ORDER BY id LIMIT %s",
-        (limit,),
-    )
+    A late-committing transaction's entries simply show up in a later batch.
+    """
+    if partitions is None:
+        cur = await conn.execute(
+            "SELECT id, username, changed_at FROM profile_status_changes_v1"
+            " WHERE username IS NOT NULL ORDER BY id LIMIT %s",
+            (limit,),
+        )
+    else:
+        cur = await conn.execute(
+            "SELECT id, username, changed_at FROM profile_status_changes_v1"
+            " WHERE username IS NOT NULL AND mod(abs(hashtext(username)), %s) = ANY(%s) ORDER BY id LIMIT %s",
+            (of, partitions, limit),
+        )
     return [Change(*row) for row in await cur.fetchall()]
+
+
+async def truncations(conn: AsyncConnection) -> list[int]:
+    """Entries that stand for every username (a TRUNCATE): answered by a full rebuild."""
+    cur = await conn.execute("SELECT id FROM profile_status_changes_v1 WHERE username IS NULL ORDER BY id")
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def forget(conn: AsyncConnection, ids: Sequence[int]) -> None:

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from projector import changelog, metrics
 from projector.measurements import Measurements
+from projector.ownership import APPLICATION_NAME, Ownership
 from projector.rebuild import rebuild
 from shared.connections import connect_postgres
 from shared.errors import one_line
@@ -65,6 +66,7 @@ class Projector:
         self._backlog = (0, 0.0)
         self.sessions = 0
         self.measurements = Measurements(store.keys)
+        self.ownership = Ownership(settings.partitions)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow changes until `stop` is set; outages are retried, never fatal."""
@@ -95,20 +97,25 @@ class Projector:
         listener = await connect_postgres(
             s.database_url, s.startup_timeout_s, autocommit=True, application_name="profile-status-listener"
         )
-        work = await connect_postgres(s.database_url, s.startup_timeout_s, application_name="profile-status-projector")
+        work = await connect_postgres(s.database_url, s.startup_timeout_s, application_name=APPLICATION_NAME)
         notifier: asyncio.Task[None] | None = None
+        self.ownership = Ownership(s.partitions)
         try:
             await work.set_autocommit(True)
+            await self.ownership.prepare(work)
             if not await self._acquire(work, stop):
                 return
-            await work.set_autocommit(False)
             await work.set_isolation_level(IsolationLevel.REPEATABLE_READ)
             self.sessions += 1
             metrics.ACTIVE.set(1)
             await changelog.listen(listener)
             self.measurements = await Measurements.load(self.store.redis, self.store.keys)
             notifier = asyncio.create_task(self._notifications(listener))
-            log.info("projector active", extra={"event": "projector_active", "pid": os.getpid()})
+            log.info(
+                "projector active",
+                extra={"event": "projector_active", "pid": os.getpid(), "partitions": sorted(self.ownership.owned)},
+            )
+            await work.set_autocommit(False)
             await self._follow(work, stop, notifier)
         finally:
             if notifier:
@@ -118,16 +125,17 @@ class Projector:
             await work.close()
 
     async def _acquire(self, work: AsyncConnection, stop: asyncio.Event) -> bool:
-        """Wait for the advisory lock: a second projector stands by instead of racing."""
+        """Wait for work: a projector with nothing to hold stands by instead of racing."""
         announced = False
         while not stop.is_set():
-            if await changelog.try_lock(work):
+            if await self.ownership.acquire(work):
                 return True
             if not announced:
                 log.info("another projector is active; standing by", extra={"event": "standby"})
                 announced = True
             await self._heartbeat(active=False)
-            await _sleep_unless(stop, STANDBY_RETRY_S)
+            if self.ownership.partitions > 1:  # one partition waits inside acquire()
+                await _sleep_unless(stop, STANDBY_RETRY_S)
         return False
 
     async def _notifications(self, listener: AsyncConnection) -> None:
@@ -137,7 +145,9 @@ class Projector:
 
     async def _follow(self, work: AsyncConnection, stop: asyncio.Event, notifier: asyncio.Task[None]) -> None:
         s = self.settings
-        await self._check_generation()
+        if self.ownership.leads:
+            await self._check_generation()
+            await self._follow_truncations(work)
         await self._heartbeat(active=True, work=work)
         await self._drain(work, stop)
         last_drain = last_beat = last_probe = time.monotonic()
@@ -158,7 +168,14 @@ class Projector:
                 await self._drain(work, stop)
                 last_drain = now
             if now - last_beat >= s.heartbeat_interval_s:
-                await self._check_generation()
+                if self.ownership.partitions > 1:
+                    async with work.transaction():
+                        await self.ownership.rebalance(work)
+                    if not self.ownership.owned:
+                        return  # gave everything away: stand by again
+                if self.ownership.leads:
+                    await self._check_generation()
+                    await self._follow_truncations(work)
                 await self._heartbeat(active=True, work=work)
                 await self.measurements.save(self.store.redis)
                 last_beat = now
@@ -177,15 +194,11 @@ class Projector:
         s = self.settings
         while not stop.is_set():
             async with work.transaction():
-                batch = await changelog.next_batch(work, s.batch_size)
+                batch = await changelog.next_batch(work, s.batch_size, self.ownership.filter(), s.partitions)
                 names = {c.username for c in batch if c.username is not None}
                 snap = await read_usernames(work, names) if names else None
             if not batch:
                 return
-            if any(c.username is None for c in batch):
-                # TRUNCATE: nobody knows which names it touched; rebuild them all.
-                await self._start_rebuild("truncate", clear=False)
-                await self._wait_rebuild()
             if snap is not None:
                 projections = snap.projections(datetime.now(UTC))
                 outcome = await self.store.write(projections)
@@ -202,6 +215,15 @@ class Projector:
             if len(batch) < s.batch_size:
                 return
 
+    async def _follow_truncations(self, work: AsyncConnection) -> None:
+        """A TRUNCATE names nobody: rebuild every username, then forget its entries."""
+        if self._rebuild is not None and not self._rebuild.done():
+            return
+        async with work.transaction():
+            ids = await changelog.truncations(work)
+        if ids:
+            await self._start_rebuild("truncate", clear=False, forget=ids)
+
     async def _check_generation(self) -> None:
         """An empty or flushed Redis has no generation marker: rebuild without operator action."""
         if not await self.store.redis.exists(self.store.keys.generation):
@@ -210,28 +232,26 @@ class Projector:
             # Keeps every document's TTL far from expiry, and repairs anything evicted.
             await self._start_rebuild("refresh", clear=False)
 
-    async def _start_rebuild(self, reason: str, *, clear: bool) -> None:
+    async def _start_rebuild(self, reason: str, *, clear: bool, forget: list[int] | None = None) -> None:
         if self._rebuild is not None and not self._rebuild.done():
             return
         self._last_refresh = time.monotonic()
-        self._rebuild = asyncio.create_task(self._run_rebuild(reason, clear))
+        self._rebuild = asyncio.create_task(self._run_rebuild(reason, clear, forget or []))
 
-    async def _run_rebuild(self, reason: str, clear: bool) -> None:
+    async def _run_rebuild(self, reason: str, clear: bool, forget: list[int]) -> None:
         # Its own connection: the change log keeps being applied meanwhile.
         conn = await connect_postgres(
             self.settings.database_url, self.settings.startup_timeout_s, application_name="profile-status-rebuild"
         )
         try:
             result = await rebuild(conn, self.store, reason=reason, clear=clear)
+            if forget:
+                async with conn.transaction():
+                    await changelog.forget(conn, forget)
             if not result.complete:
                 log.warning("Redis lost data during the rebuild; rebuilding again", extra={"event": "rebuild_restart"})
         finally:
             await conn.close()
-
-    async def _wait_rebuild(self) -> None:
-        if self._rebuild is not None:
-            await asyncio.shield(self._rebuild)
-            self._raise_if_rebuild_failed()
 
     def _raise_if_rebuild_failed(self) -> None:
         task = self._rebuild
@@ -263,8 +283,9 @@ class Projector:
             "rebuilding": self._rebuild is not None and not self._rebuild.done(),
         }
         keys = self.store.keys
-        if not active:
-            await self.store.redis.set(f"{keys.heartbeat}:standby:{os.getpid()}", orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
+        beat["partitions"] = sorted(self.ownership.owned)
+        if not active or not self.ownership.leads:
+            await self.store.redis.set(f"{keys.heartbeat}:{os.getpid()}", orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
             return
         pipe = self.store.redis.pipeline(transaction=False)
         pipe.set(keys.heartbeat, orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)

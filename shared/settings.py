@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Projector
+    # Usernames are split into this many partitions; projectors share them (1: one active, others stand by).
+    partitions: int = 1
     batch_size: int = 5000
     coalesce_ms: float = 5.0
     safety_poll_s: float = 5.0

@@ -14,6 +14,7 @@ const MAX_ATTEMPTS = 3; // the seed retries while attempts < 3
 const HEARTBEAT_STALE_S = 10;
 const STORAGE_KEY = "profile-status:following";
 const USERNAME_RE = /^[a-z0-9._]+$/;
+const HAS_SSE = typeof EventSource === "function";
 
 // The seed's ProcessingStageTracker.STAGE_DEFINITIONS, for people.
 const STAGES = {
@@ -91,6 +92,8 @@ class Card {
     this.streamBlockedUntil = 0;
     this.problem = null;
     this.history = [];
+    this.polls = 0; // shown as data attributes, for the curious and for the browser test
+    this.notModified = 0;
     this.removed = false;
     this.el = this.build();
   }
@@ -173,7 +176,9 @@ class Card {
     try {
       // no-store: we revalidate ourselves; the browser cache would answer for max-age seconds.
       const res = await fetch(this.url, { headers, cache: "no-store" });
+      this.el.dataset.polls = String(++this.polls);
       if (res.status === 304) {
+        this.el.dataset.notModified = String(++this.notModified);
         this.checkedAt = Date.now();
         delay = this.pollSeconds();
       } else {
@@ -382,7 +387,7 @@ function rebalance() {
   active.sort((a, b) => (b.followed - a.followed) || (b.seq - a.seq));
   let slots = MAX_STREAMS;
   for (const card of active) {
-    if (slots > 0 && (card.mode === "sse" || now >= card.streamBlockedUntil)) {
+    if (HAS_SSE && slots > 0 && (card.mode === "sse" || now >= card.streamBlockedUntil)) {
       card.setMode("sse");
       slots -= 1;
     } else {

@@ -187,7 +187,10 @@ class Demo:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if self.proc is not None and self.proc.poll() is None:
             kids = descendants(self.proc.pid)
-            self.proc.kill()  # the children die with it (PR_SET_PDEATHSIG)
-            self.proc.wait(10)
+            try:
+                self.stop(signal.SIGTERM)  # lets it remove its temp dirs
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # the children die with it (PR_SET_PDEATHSIG)
+                self.proc.wait(10)
             wait_gone(kids, 10)
         shutil.rmtree(self._out_dir, ignore_errors=True)

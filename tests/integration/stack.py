@@ -118,8 +118,9 @@ class ApiThread:
 class ProjectorProcess:
     """`profile-status projector` as a child process, to be killed the hard way."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **env: str) -> None:
         self.settings = settings
+        self.extra_env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_rss_kib = 0
 
@@ -133,6 +134,7 @@ class ProjectorProcess:
             "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
             "PROFILE_STATUS_SAFETY_POLL_S": "1",
             "PROFILE_STATUS_RETRY_MAX_DELAY_S": "1",
+            **self.extra_env,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "profile_status.cli", "projector"],

@@ -26,7 +26,8 @@ WINDOW = (1440, 900)  # a laptop screen
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"headless Chromium is absent ({CHROMIUM}): apt-get install chromium chromium-driver"
+        not CHROMIUM.exists(),
+        reason=f"headless Chromium is absent ({CHROMIUM}): apt-get install chromium chromium-driver",
     ),
 ]
 
@@ -67,6 +68,24 @@ def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+def _follow(browser: Any, typed: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "follow-input").send_keys(typed)
+    browser.find_element(By.CSS_SELECTOR, "#follow-form button[type=submit]").click()
+
+
+def _card(browser: Any, username: str, attribute: str) -> str | None:
+    """A data attribute of the followed card of `username` (None when there is no such card)."""
+    value: str | None = browser.execute_script(
+        "const c = document.querySelector(`#following .card[data-username='${arguments[0]}']`);"
+        "return c ? c.dataset[arguments[1]] ?? null : null;",
+        username,
+        attribute,
+    )
+    return value
+
+
 def test_a_followed_card_moves_from_pending_to_exists_without_a_reload(browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -90,17 +109,10 @@ def test_a_followed_card_moves_from_pending_to_exists_without_a_reload(browser: 
 
             browser.get(demo.base_url + "/")
             browser.execute_script("window.__sameDocument = 'yes'")
-            box = browser.find_element(By.ID, "follow-input")
-            box.send_keys("@" + username.upper())  # the page normalizes like the API
-            browser.find_element(By.CSS_SELECTOR, "#follow-form button[type=submit]").click()
+            _follow(browser, "@" + username.upper())  # the page normalizes like the API
 
             def card_status() -> str | None:
-                status: str | None = browser.execute_script(
-                    "const c = document.querySelector(`#following .card[data-username='${arguments[0]}']`);"
-                    "return c ? c.dataset.status : null;",
-                    username,
-                )
-                return status
+                return _card(browser, username, "status")
 
             _until(lambda: card_status() == "PENDING", 15, "the followed card to show PENDING")
             card = browser.find_element(By.CSS_SELECTOR, f"#following .card[data-username='{username}']")
@@ -133,3 +145,30 @@ def test_a_followed_card_moves_from_pending_to_exists_without_a_reload(browser: 
 
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
+
+
+def test_without_streams_a_card_falls_back_to_etag_polling(browser: Any) -> None:
+    username = f"fallback_check_{int(time.time()) % 100000}"
+    flags = ("--speed", "30", "--rate", "0", "--workers", "2", "--failure-ratio", "0", "--initial", "0")
+    with Demo(*flags) as demo:
+        demo.wait_ready()
+        # As behind a proxy that breaks SSE: every stream request fails.
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/status/stream*"]})
+        browser.get(demo.base_url + "/")
+        browser.execute_script("window.__sameDocument = 'yes'")
+        _follow(browser, username)
+
+        _until(lambda: _card(browser, username, "mode") == "poll", 20, "the card to fall back to polling")
+        assert _card(browser, username, "status") == "NOT_FOUND"
+        # NOT_FOUND is re-checked every 5 s; unchanged, the API answers 304 to our If-None-Match.
+        _until(lambda: int(_card(browser, username, "notModified") or 0) >= 1, 15, "a 304 Not Modified")
+
+        with demo.connect() as db:
+            db.execute(
+                "INSERT INTO queue (username, source, priority, request_id) VALUES (%s, 'browser-test', 'HIGH', %s)",
+                (username, f"fallback-{username}"),
+            )
+        _until(lambda: _card(browser, username, "status") not in (None, "NOT_FOUND"), 15,
+               "the polled card to pick up the request")
+        assert browser.execute_script("return window.__sameDocument") == "yes", "the page was reloaded"

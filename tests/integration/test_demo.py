@@ -17,7 +17,14 @@ import pytest
 
 from profile_status.embedded import free_port
 from tests.integration.demo_stack import (
-    ROOT, Demo, alive, command_line, descendants, shared_tmp_dir, subreaper, wait_gone,
+    ROOT,
+    Demo,
+    alive,
+    command_line,
+    descendants,
+    shared_tmp_dir,
+    subreaper,
+    wait_gone,
 )
 from tests.integration.stack import eventually
 
@@ -65,7 +72,8 @@ def test_demo_serves_the_page_runs_the_workload_and_stops_cleanly_on_sigterm() -
             def some_failed_after_retries() -> dict[str, Any]:
                 # Retried at least once: attempts >= 2. Re-read each time: a retry may move it on.
                 rows = db.execute(
-                    "SELECT username FROM queue WHERE status = 'FAILED' AND attempts >= 2 ORDER BY attempts DESC LIMIT 10"
+                    "SELECT username FROM queue WHERE status = 'FAILED' AND attempts >= 2 "
+                    "ORDER BY attempts DESC LIMIT 10"
                 ).fetchall()
                 for (name,) in rows:
                     data = _status(http, name)

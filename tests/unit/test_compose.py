@@ -328,7 +328,7 @@ def _shell_commands(run: str) -> list[str]:
 def _readme_installs() -> list[str]:
     """The README's commands that install the project itself (no extras), without `-e` (development only)."""
     commands = []
-    for match in re.finditer(r"(?:python3? -m )?pip install ([^\n`]*)", (ROOT / "README.md").read_text()):
+    for match in re.finditer(r"(?:python3? -m )?pip install ([^\n`&]*)", (ROOT / "README.md").read_text()):
         words = [w for w in shlex.split(match.group(1)) if w not in ("-e", "--editable")]
         if "." in words:
             commands.append(" ".join(["pip", "install", *words]))
