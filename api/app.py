@@ -26,13 +26,12 @@ from api import metrics
 from api.cache import LocalCache
 from api.changes import ChangeHub
 from api.health import healthz, readyz
-from api.limits import TimeoutMiddleware
 from api.metrics import MetricsMiddleware
 from api.openapi import openapi
 from api.queue import queue_status, recent_usernames
 from api.read_through import ReadThrough, make_pool
 from api.responses import error
-from api.status import get_status
+from api.status import StatusEndpoint
 from api.stream import stream_status
 from shared.connections import redis_client
 from shared.keys import Keys
@@ -50,7 +49,7 @@ def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         # The stream's route comes first: the username may contain "/" (to be rejected with a 400).
         Route("/api/profile/{username:path}/status/stream", stream_status, methods=["GET"]),
-        Route("/api/profile/{username:path}/status", get_status, methods=["GET"]),
+        Route("/api/profile/{username:path}/status", StatusEndpoint(), methods=["GET"]),
         Route("/api/queue/status", queue_status, methods=["GET"]),
         Route("/api/queue/recent", recent_usernames, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -104,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "settings": settings,
                 "store": store,
                 "reader": StatusReader(redis, store.keys),
-                "read_through": ReadThrough(pool, store),
+                "read_through": ReadThrough(pool, store, settings.request_timeout_s),
                 "changes": hub,
             }
         finally:
@@ -114,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await redis.aclose()
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    middleware = [Middleware(MetricsMiddleware), Middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)]
+    middleware = [Middleware(MetricsMiddleware)]
     if origins:
         middleware.insert(
             0,

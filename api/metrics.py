@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -53,6 +54,9 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Label lookups take a lock each; the few (route, code) pairs are kept here instead.
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +70,9 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 code = message["status"]
                 # The router has filled in the endpoint by now.
-                LATENCY.labels(_route(scope)).observe(time.perf_counter() - started)
+                route = _route(scope)
+                latency = self._latency.get(route) or self._latency.setdefault(route, LATENCY.labels(route))
+                latency.observe(time.perf_counter() - started)
                 if code == 304:
                     NOT_MODIFIED.inc()
             await send(message)
@@ -74,11 +80,17 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_measure)
         finally:
-            REQUESTS.labels(_route(scope), str(code)).inc()
+            key = (_route(scope), code)
+            counter = self._requests.get(key) or self._requests.setdefault(key, REQUESTS.labels(key[0], str(code)))
+            counter.inc()
 
 
 def _route(scope: Scope) -> str:
     endpoint = scope.get("endpoint")
     if endpoint is None:
         return "unmatched"
-    return getattr(endpoint, "__name__", type(endpoint).__name__)
+    return getattr(endpoint, "__name__", None) or _ROUTE_NAMES.get(type(endpoint).__name__, type(endpoint).__name__)
+
+
+# Class-based endpoints are labelled like the function they stand for.
+_ROUTE_NAMES = {"StatusEndpoint": "get_status", "StaticFiles": "static"}

@@ -44,9 +44,11 @@ def make_pool(database_url: str, size: int) -> AsyncConnectionPool:
 class ReadThrough:
     """Resolves misses and positions from Postgres, one query per username at a time."""
 
-    def __init__(self, pool: AsyncConnectionPool, store: StatusStore) -> None:
+    def __init__(self, pool: AsyncConnectionPool, store: StatusStore, timeout_s: float = 5.0) -> None:
         self.pool = pool
         self.store = store
+        # Bounds a request that has to ask Postgres (Redis calls are bounded by the socket timeout).
+        self.timeout_s = timeout_s
         self._inflight: dict[str, asyncio.Future[StatusDocument]] = {}
 
     async def document(self, username: str) -> StatusDocument:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -12,13 +13,13 @@ import orjson
 import psycopg
 from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api import metrics
 from api.cache import LocalCache
 from api.read_through import ReadThrough
-from api.responses import JSON, error, unavailable
+from api.responses import error, unavailable
 from shared.document import StatusDocument
 from shared.errors import one_line
 from shared.reader import StatusReader
@@ -65,12 +66,14 @@ async def current_status(
         raise StoreUnavailable(one_line(exc)) from exc
     try:
         doc, position = reading.document, reading.position
-        if doc is None:
-            metrics.MISSES.inc()
-            doc = await fallback.document(username)
-            position = await fallback.position(doc)
-        elif reading.needs_position:
-            position = await fallback.position(doc)
+        if doc is None or reading.needs_position:
+            async with asyncio.timeout(fallback.timeout_s):
+                if doc is None:
+                    metrics.MISSES.inc()
+                    doc = await fallback.document(username)
+                position = await fallback.position(doc)
+    except TimeoutError as exc:
+        raise DatabaseUnavailable("Postgres did not answer in time") from exc
     except (psycopg.Error, PoolTimeout, OSError) as exc:
         raise DatabaseUnavailable(one_line(exc)) from exc
     except RedisError as exc:
@@ -92,36 +95,69 @@ def max_age(data: dict[str, Any]) -> int:
     return max(1, int(data.get("recommended_polling_seconds") or 5))
 
 
-def _matches(if_none_match: str | None, tag: str) -> bool:
+def _matches(if_none_match: bytes | None, tag: bytes) -> bool:
     if not if_none_match:
         return False
-    candidates = {t.strip() for t in if_none_match.split(",")}
-    return "*" in candidates or tag in candidates or tag[2:] in candidates
+    candidates = {t.strip() for t in if_none_match.split(b",")}
+    return b"*" in candidates or tag in candidates or tag[2:] in candidates
 
 
-async def get_status(request: Request) -> Response:
-    """The contract's status endpoint."""
-    try:
-        username = normalize_username(request.path_params["username"])
-    except InvalidUsername as exc:
-        return error(400, str(exc))
-    state = request.state
-    try:
-        status = await current_status(state.reader, state.read_through, username, state.changes.cache)
-    except StoreUnavailable as exc:
-        metrics.REDIS_ERRORS.inc()
-        log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
-        return unavailable(
-            "Status store unavailable", "redis_unavailable", "Status temporarily unavailable, retry shortly"
-        )
-    except DatabaseUnavailable as exc:
-        metrics.POSTGRES_ERRORS.inc()
-        log.warning("postgres unavailable on a miss: %s", exc, extra={"event": "postgres_unavailable"})
-        return unavailable(
-            "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"
-        )
-    tag = etag(status.data)
-    headers = {"ETag": tag, "Cache-Control": f"max-age={max_age(status.data)}"}
-    if _matches(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers=headers)
-    return JSON({"success": True, "data": status.data}, headers=headers)
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class StatusEndpoint:
+    """The contract's status endpoint, as a plain ASGI app.
+
+    The hot path of the whole service: it skips Starlette's Request/Response
+    objects and writes pre-built header lists, and a 304 renders no body.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._answer(scope)
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope) -> Response | None:
+        try:
+            username = normalize_username(scope["path_params"]["username"])
+        except InvalidUsername as exc:
+            return error(400, str(exc))
+        state = scope["state"]
+        try:
+            status = await current_status(state["reader"], state["read_through"], username, state["changes"].cache)
+        except StoreUnavailable as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
+            return unavailable(
+                "Status store unavailable", "redis_unavailable", "Status temporarily unavailable, retry shortly"
+            )
+        except DatabaseUnavailable as exc:
+            metrics.POSTGRES_ERRORS.inc()
+            log.warning("postgres unavailable on a miss: %s", exc, extra={"event": "postgres_unavailable"})
+            return unavailable(
+                "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"
+            )
+        tag = etag(status.data).encode()
+        headers = [(b"etag", tag), (b"cache-control", b"max-age=%d" % max_age(status.data))]
+        if _matches(_header(scope, b"if-none-match"), tag):
+            return _Raw(304, headers, b"")
+        body = orjson.dumps({"success": True, "data": status.data})
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        return _Raw(200, headers, body)
+
+
+class _Raw:
+    """A response whose headers are already bytes: nothing left to build."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})

@@ -44,6 +44,7 @@ async def stream_status(request: Request) -> Response:
     settings = state.settings
     hub = state.changes
     if hub.streams >= settings.sse_max_streams:
+        # A client over the cap polls instead (or retries the stream later).
         return unavailable("Too many open streams", "stream_limit", "Too many open streams; poll instead or retry later")
     shutdown = anyio.Event()
     return EventSourceResponse(

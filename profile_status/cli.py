@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
+    api.add_argument(
+        "--forwarded-allow-ips",
+        help="trust X-Forwarded-* headers from these proxy addresses (comma-separated); off by default",
+    )
     sub.add_parser("resync", help="rebuild every document from Postgres")
     verify = sub.add_parser("verify", help="compare Redis with Postgres; exit 1 on any difference")
     verify.add_argument("--settle", type=float, default=2.0, help="seconds before re-checking a difference")
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, Callable[[], int]] = {
         "migrate": lambda: _run(_migrate(settings, args.projector_role, args.api_role)),
         "projector": lambda: _run(_projector(settings, args.metrics_port or settings.metrics_port)),
-        "api": lambda: _api(args.host, args.port, args.workers, settings),
+        "api": lambda: _api(args.host, args.port, args.workers, args.forwarded_allow_ips, settings),
         "resync": lambda: _run(_resync(settings)),
         "verify": lambda: _run(_verify(settings, args.settle)),
         "simulate": lambda: _run(_simulate(args, settings)),
@@ -152,7 +156,7 @@ async def _projector(settings: Settings, metrics_port: int | None) -> int:
     return 0
 
 
-def _api(host: str, port: int, workers: int, settings: Settings) -> int:
+def _api(host: str, port: int, workers: int, forwarded_allow_ips: str | None, settings: Settings) -> int:
     import tempfile
 
     import uvicorn
@@ -171,6 +175,9 @@ def _api(host: str, port: int, workers: int, settings: Settings) -> int:
         timeout_graceful_shutdown=3,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Rewriting client addresses costs every request; only behind a proxy that sets them.
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     return 0
 

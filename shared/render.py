@@ -8,6 +8,7 @@ and queue position.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,13 @@ def js_round(x: float) -> int:
 
 def iso(ts: datetime | None) -> str | None:
     """ISO 8601 with a UTC offset, as every timestamp in responses."""
-    return ts.astimezone(UTC).isoformat() if ts is not None else None
+    return _iso(ts) if ts is not None else None
+
+
+@lru_cache(maxsize=65536)
+def _iso(ts: datetime) -> str:
+    # The same few timestamps are rendered on every poll of a document.
+    return ts.astimezone(UTC).isoformat()
 
 
 def processing_duration(status: str, last_attempt: datetime | None, now: datetime) -> float | None:

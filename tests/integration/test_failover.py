@@ -152,3 +152,29 @@ def test_partitions_rebalance_as_projectors_join_and_leave(
         writer.stop()
     wait_converged(settings)
     client.close()
+
+
+def test_api_replicas_need_nothing_but_redis(settings: Settings, db: object, projector: object) -> None:
+    """Two API processes' worth of servers: each answers alike and each pushes every change."""
+    import psycopg
+
+    from tests.integration.stack import ApiThread
+    from tests.integration.test_polling_and_push import _Listener
+
+    replicas = [ApiThread(settings).start() for _ in range(2)]
+    try:
+        listeners = [_Listener(r.base_url, "replicated") for r in replicas]
+        for listener in listeners:
+            eventually(lambda listener=listener: listener.statuses() == ["NOT_FOUND"])
+        assert isinstance(db, psycopg.Connection)
+        db.execute("INSERT INTO queue (username, source, priority, request_id) VALUES ('replicated', 't', 'HIGH', 'r-rep')")
+        for listener in listeners:
+            eventually(lambda listener=listener: listener.statuses()[-1:] == ["PENDING"], timeout=2)
+        answers = []
+        for replica in replicas:
+            with replica.client() as http:
+                answers.append(http.get("/api/profile/replicated/status").json()["data"])
+        assert answers[0] == answers[1]
+    finally:
+        for replica in replicas:
+            replica.stop()
