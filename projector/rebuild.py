@@ -155,6 +155,12 @@ async def rebuild(
     metrics.REBUILDS.labels(reason).inc()
     log.info("rebuild started", extra={"event": "rebuild_started", "reason": reason})
     result = RebuildResult()
+    # Commit a transaction with an xid first: the snapshot below then has a version
+    # strictly above every snapshot taken before, so "older than this rebuild" in
+    # the sweep means "not confirmed by it", even when nothing else committed.
+    await conn.set_autocommit(True)
+    await conn.execute("SELECT pg_current_xact_id()")
+    await conn.set_autocommit(False)
     await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     version = -1
     async with conn.transaction():
