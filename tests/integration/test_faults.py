@@ -78,13 +78,16 @@ def test_kill_9_mid_batch_under_continuous_writes(settings: Settings, database_u
 def test_listener_sessions_terminated_under_load(settings: Settings, database_url: str, proc: ProjectorProcess) -> None:
     _heartbeat(settings)
     writer = WriterThread(database_url, _seed()).start()
+    sessions = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name LIKE 'profile-status-%%' AND datname = current_database()"
+    )
     with psycopg.connect(database_url, autocommit=True) as admin:
         for _ in range(3):
-            time.sleep(0.5)
-            killed = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name LIKE 'profile-status-%%' AND datname = current_database()"
-            ).fetchone()
+            # Wait until the projector is back (it reconnects with backoff) before cutting it again.
+            eventually(lambda: (admin.execute(sessions).fetchone() or (0,))[0] >= 2, timeout=20)
+            time.sleep(0.3)
+            killed = admin.execute(sessions.replace("count(*)", "count(pg_terminate_backend(pid))")).fetchone()
             assert killed and killed[0] >= 2
     writer.stop()
     converge = wait_converged(settings)
