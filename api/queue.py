@@ -26,24 +26,21 @@ async def queue_status(request: Request) -> Response:
     minute = int(time.time() // 60)
     pipe = store.redis.pipeline(transaction=False)
     store.read_counts(pipe)
-    pipe.zrange(k.pending_by_age, 0, 0, withscores=True)
     # The current, partial minute and the whole ones before it.
     pipe.mget([k.completions(minute - i) for i in range(THROUGHPUT_WINDOW_MIN)])
     pipe.get(k.heartbeat)
     try:
-        *count_replies, oldest, completions, beat = await pipe.execute()
+        *count_replies, completions, beat = await pipe.execute()
     except (RedisError, OSError):
         metrics.REDIS_ERRORS.inc()
         return unavailable("Status store unavailable", "redis_unavailable", "Queue status temporarily unavailable")
     by_priority = {name: {status: 0 for status in _STATUS_NAMES.values()} for name in _PRIORITY_NAMES.values()}
-    for field, count in store.parse_counts(count_replies).items():
+    counts, oldest_us = store.parse_counts(count_replies)
+    for field, count in counts.items():
         by_priority[_PRIORITY_NAMES[field[0]]][_STATUS_NAMES[field[1]]] = count
     by_status = {s: sum(p[s] for p in by_priority.values()) for s in _STATUS_NAMES.values()}
     now = time.time()
-    oldest_age = None
-    if oldest:
-        # Scores are microseconds since the epoch, offset as in shared.rules.
-        oldest_age = round(max(0.0, now - (oldest[0][1] - 10**17) / 1e6), 3)
+    oldest_age = None if oldest_us is None else round(max(0.0, now - oldest_us / 1e6), 3)
     projector = {"heartbeat_age_seconds": None, "backlog": None, "backlog_age_seconds": None}
     if beat:
         heartbeat = orjson.loads(beat)

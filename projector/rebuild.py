@@ -6,10 +6,10 @@ so a rebuild never replaces a document with an older one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +22,6 @@ from shared.store import StatusStore, WriteOutcome
 from shared.truth import read_usernames, stream_all
 
 log = logging.getLogger(__name__)
-_VERSION = re.compile(rb'"version":(\d+)')
 SCAN_COUNT = 1000
 
 # Marks the projection complete only if no flush wiped the rebuild's own marker meanwhile.
@@ -57,20 +56,6 @@ class RebuildResult:
         self.stale += outcome.stale
 
 
-def _version(doc: bytes | None) -> int:
-    match = _VERSION.search(doc) if doc else None
-    return int(match.group(1)) if match else -1
-
-
-async def _older_than(store: StatusStore, usernames: Sequence[str], version: int) -> list[str]:
-    """Of `usernames`, those whose document is missing or older than `version`."""
-    pipe = store.redis.pipeline(transaction=False)
-    for name in usernames:
-        pipe.get(store.keys.document(name))
-    docs = await pipe.execute()
-    return [name for name, doc in zip(usernames, docs, strict=True) if _version(doc) < version]
-
-
 async def _usernames_in_redis(store: StatusStore) -> AsyncIterator[list[str]]:
     """Every username with a document or with active queue entries, in chunks."""
     k = store.keys
@@ -92,7 +77,7 @@ async def _usernames_in_redis(store: StatusStore) -> AsyncIterator[list[str]]:
 async def _sweep(store: StatusStore, conn: AsyncConnection, version: int, result: RebuildResult) -> None:
     """Re-project usernames Redis knows but the rebuild did not write: they vanished from Postgres."""
     async for names in _usernames_in_redis(store):
-        stale = await _older_than(store, sorted(set(names)), version)
+        stale = await store.older_than(sorted(set(names)), version)
         if not stale:
             continue
         async with conn.transaction():
@@ -101,16 +86,32 @@ async def _sweep(store: StatusStore, conn: AsyncConnection, version: int, result
         result.add(await store.write(snap.projections(datetime.now(UTC))))
 
 
+async def _queue_matches(store: StatusStore, conn: AsyncConnection) -> bool:
+    """Whether the active-queue sets hold as many entries as Postgres has active and pending rows.
+
+    Every expected entry was just written, so equal sizes leave no room for
+    entries no row explains, and the costly sweep below can be skipped.
+    """
+    cur = await conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'PENDING') FROM queue"
+        " WHERE status IN ('PENDING', 'PROCESSING')"
+    )
+    active, pending = await cur.fetchone() or (0, 0)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zcard(store.keys.active_queue)
+    pipe.zcard(store.keys.pending)
+    return [int(active), int(pending)] == [int(n) for n in await pipe.execute()]
+
+
 async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
     """Remove active-queue entries that no active row explains any more (after partial data loss).
 
     Each chunk is listed before Postgres is asked, so an entry the projector wrote
-    meanwhile matches a row it has already read, and stays. The by-state set
-    holds the members behind a two-character prefix.
+    meanwhile matches a row it has already read, and stays.
     """
     k = store.keys
     removed = 0
-    for key, prefix in ((k.active_queue, 0), (k.active_by_state, 2), (k.pending_by_age, 0)):
+    for key, prefix in ((k.active_queue, 0), (k.pending, 0)):
         chunk: list[bytes] = []
         async for entry, _ in store.redis.zscan_iter(key, count=SCAN_COUNT):
             chunk.append(entry[prefix:])
@@ -163,13 +164,26 @@ async def rebuild(
     await conn.set_autocommit(False)
     await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     version = -1
-    async with conn.transaction():
-        async for snap in stream_all(conn):
-            version = snap.version
-            result.usernames += len(snap.rows)
-            result.add(await store.write(snap.projections(datetime.now(UTC))))
-            if progress:
-                progress(len(snap.rows))
+    writing: asyncio.Task[WriteOutcome] | None = None
+    try:
+        async with conn.transaction():
+            async for snap in stream_all(conn):
+                version = snap.version
+                result.usernames += len(snap.rows)
+                projections = snap.projections(datetime.now(UTC))
+                # Redis applies one chunk while the next is read and projected.
+                if writing is not None:
+                    result.add(await writing)
+                writing = asyncio.create_task(store.write(projections))
+                if progress:
+                    progress(len(snap.rows))
+            if writing is not None:
+                result.add(await writing)
+                writing = None
+    finally:
+        if writing is not None:
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
     if version < 0:  # empty tables: take a version anyway, for the sweep
         async with conn.transaction():
             snap = await read_usernames(conn, [])
@@ -177,7 +191,8 @@ async def rebuild(
     await _sweep(store, conn, version, result)
     await conn.set_autocommit(True)
     try:
-        result.orphans = await _sweep_queue(store, conn)
+        if not await _queue_matches(store, conn):
+            result.orphans = await _sweep_queue(store, conn)
     finally:
         await conn.set_autocommit(False)
     if clear:

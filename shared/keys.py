@@ -43,13 +43,8 @@ class Keys:
         return f"{self.prefix}@members"
 
     @property
-    def active_by_state(self) -> str:
-        """Sorted set of the same members behind "{priority rank}{P|R}": counts are ZLEXCOUNTs."""
-        return f"{self.prefix}@states"
-
-    @property
-    def pending_by_age(self) -> str:
-        """Sorted set of pending rows scored by their timestamp: the oldest comes first."""
+    def pending(self) -> str:
+        """The pending members of the active queue, in queue order (counts and oldest per priority)."""
         return f"{self.prefix}@pending"
 
     @property

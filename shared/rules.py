@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 
@@ -24,13 +24,19 @@ _EPOCH_OFFSET_US = 10**17
 _TS_WIDTH = 20
 _NULL_TS_KEY = "0" * _TS_WIDTH
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 
 
 def _ts_key(ts: datetime | None) -> str:
     if ts is None:
         return _NULL_TS_KEY  # NULL timestamps are the oldest
-    micros = (ts - _EPOCH) // _ONE_US + _EPOCH_OFFSET_US
+    # Integer field arithmetic: exact in every year, and several times faster than
+    # datetime subtraction, which a rebuild pays on every row.
+    offset = ts.utcoffset()
+    seconds = (ts.toordinal() - _EPOCH_ORDINAL) * 86400 + ts.hour * 3600 + ts.minute * 60 + ts.second
+    if offset:
+        seconds -= offset.days * 86400 + offset.seconds
+    micros = seconds * 1_000_000 + ts.microsecond + _EPOCH_OFFSET_US
     return str(max(1, micros)).zfill(_TS_WIDTH)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from importlib import resources
 
 from redis.asyncio import Redis
@@ -40,8 +41,8 @@ class Projection:
 
 
 WRITTEN, UNCHANGED, STALE = 2, 1, 0
-# "{priority rank}{P pending | R running}", the prefixes of the by-state set.
-STATE_FIELDS = tuple(f"{rank}{state}" for rank in "012" for state in "PR")
+PRIORITY_RANKS = "012"
+_EPOCH_OFFSET_US = 10**17  # as in shared.rules: member timestamps are offset microseconds
 WAS_PENDING, WAS_PROCESSING = 1, 2
 
 
@@ -84,6 +85,7 @@ class StatusStore:
         self._write = redis.register_script(_lua("write_status.lua"))
         self._read = redis.register_script(_lua("read_status.lua"))
         self._unlist = redis.register_script(_lua("unlist_members.lua"))
+        self._older = redis.register_script(_lua("older_documents.lua"))
 
     async def write(self, projections: Sequence[Projection]) -> WriteOutcome:
         """Store each projection unless Redis already holds a newer version (one pipeline)."""
@@ -99,8 +101,7 @@ class StatusStore:
                     k.document(doc.username),
                     k.active_queue,
                     k.active_members,
-                    k.active_by_state,
-                    k.pending_by_age,
+                    k.pending,
                     k.recent,
                 ],
                 args=[
@@ -125,27 +126,49 @@ class StatusStore:
         )
 
     def read_counts(self, pipe: Pipeline) -> None:
-        """Queue on `pipe` the reads of the active counts; parse the replies with `parse_counts`."""
-        for field in STATE_FIELDS:
-            pipe.zlexcount(self.keys.active_by_state, f"[{field}", f"({field[0]}{chr(ord(field[1]) + 1)}")
+        """Queue on `pipe` the reads of the active counts and oldest pending jobs; parse with `parse_counts`."""
+        k = self.keys
+        for rank in PRIORITY_RANKS:
+            low, high = f"[{rank}:", f"({rank};"  # every member of this priority rank
+            pipe.zlexcount(k.active_queue, low, high)
+            pipe.zlexcount(k.pending, low, high)
+            pipe.zrange(k.pending, low, high, bylex=True, offset=0, num=1)
 
     @staticmethod
-    def parse_counts(replies: Sequence[int]) -> dict[str, int]:
-        """{"0P": active pending HIGH rows, ...} from the replies of `read_counts`, zeros left out."""
-        return {f: int(n) for f, n in zip(STATE_FIELDS, replies, strict=True) if int(n)}
+    def parse_counts(replies: Sequence[Any]) -> tuple[dict[str, int], int | None]:
+        """({"0P": pending HIGH rows, "0R": running HIGH rows, ...} without zeros, oldest pending
+        timestamp in µs since the epoch or None) from the replies of `read_counts`."""
+        counts: dict[str, int] = {}
+        oldest: int | None = None
+        for i, rank in enumerate(PRIORITY_RANKS):
+            active, pending, first = replies[3 * i : 3 * i + 3]
+            for state, n in (("P", int(pending)), ("R", int(active) - int(pending))):
+                if n:
+                    counts[rank + state] = n
+            if first and int(first[0][2:22]) > 0:  # a NULL timestamp has no age
+                us = int(first[0][2:22]) - _EPOCH_OFFSET_US
+                oldest = us if oldest is None else min(oldest, us)
+        return counts, oldest
 
     async def active_counts(self) -> dict[str, int]:
         """Active rows per "{priority rank}{P|R}" (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         self.read_counts(pipe)
-        return self.parse_counts(await pipe.execute())
+        return self.parse_counts(await pipe.execute())[0]
+
+    async def older_than(self, usernames: Sequence[str], version: int) -> list[str]:
+        """Of `usernames`, those whose document is missing or older than `version` (compared in Redis)."""
+        if not usernames:
+            return []
+        found = await self._older(keys=[self.keys.document(n) for n in usernames], args=[version])
+        return [usernames[int(i) - 1] for i in found]
 
     async def unlist(self, members: Sequence[bytes | str]) -> int:
         """Remove active-queue members no row explains; returns how many entries went."""
         if not members:
             return 0
         k = self.keys
-        return int(await self._unlist(keys=[k.active_queue, k.active_by_state, k.pending_by_age], args=list(members)))
+        return int(await self._unlist(keys=[k.active_queue, k.pending], args=list(members)))
 
     async def read(self, username: str) -> RawStatus:
         """The document of `username` with its rank and the active queue's size."""

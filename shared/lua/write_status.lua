@@ -1,6 +1,6 @@
 -- Store one username's projection if it is not older than what Redis holds.
 -- KEYS: 1 document, 2 active-queue sorted set, 3 active-members hash,
---       4 active-by-state sorted set, 5 pending-by-age sorted set, 6 recently changed sorted set
+--       4 pending sorted set, 5 recently changed sorted set
 -- ARGV: 1 username, 2 version (decimal), 3 digest, 4 document JSON, 5 TTL seconds,
 --       6 the username's active members (space separated), 7 change channel, 8 now (ms)
 -- Returns outcome + 10 * previous status: outcome 0 stale (rejected), 1 unchanged
@@ -23,18 +23,17 @@ if cur then
 end
 
 -- A member is "rank:timestamp:id:owner:S" with S = P (pending) or R (running).
--- The by-state set holds the same members behind "{rank}{S}", so counts per
--- priority and status are ZLEXCOUNTs: derived, exact, nothing to drift.
+-- Pending members are also in the pending set; both sort in queue order, so
+-- counts per priority are ZLEXCOUNTs and the oldest pending job of a priority
+-- is its first member: derived, exact, nothing to drift.
 local function unlist(m)
     redis.call('ZREM', KEYS[2], m)
-    redis.call('ZREM', KEYS[4], string.sub(m, 1, 1) .. string.sub(m, -1) .. m)
-    redis.call('ZREM', KEYS[5], m)
+    redis.call('ZREM', KEYS[4], m)
 end
 local function list(m)
     redis.call('ZADD', KEYS[2], 0, m)
-    redis.call('ZADD', KEYS[4], 0, string.sub(m, 1, 1) .. string.sub(m, -1) .. m)
     if string.sub(m, -1) == 'P' then
-        redis.call('ZADD', KEYS[5], tonumber(string.sub(m, 3, 22)), m)
+        redis.call('ZADD', KEYS[4], 0, m)
     end
 end
 
@@ -58,7 +57,7 @@ if same then
     return 1 + 10 * previous
 end
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
-redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -1001)
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
 redis.call('PUBLISH', ARGV[7], ARGV[1] .. ' ' .. version)
 return 2 + 10 * previous
