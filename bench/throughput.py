@@ -1,0 +1,235 @@
+"""The API runs: three reference servers and ours, each under the same uvicorn settings, measured with wrk.
+
+Pinned runs put the server (and the idle projector) on core 0 and wrk on core 1;
+Redis and Postgres are the machine's and float. Every server is started, warmed
+up with a discarded wrk run, measured, and stopped before the next one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import profiling, writer
+from bench.config import BenchConfig
+from bench.data import Names, request_mix, write_paths
+from bench.http import WrkResult, fetch_etags, run_wrk, wrk_command
+from bench.procs import (
+    SERVER_CORE,
+    Child,
+    free_port,
+    pinned,
+    python,
+    running,
+    wait_http,
+)
+
+# uvicorn as our `api` command runs it: one worker, no access log, uvloop/httptools when installed.
+_UVICORN = ("-m", "uvicorn", "--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning")
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server under test."""
+
+    key: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    ready_path: str
+
+    def command(self, port: int) -> list[str]:
+        """argv with the port filled in."""
+        return [a.replace("{port}", str(port)) for a in self.argv]
+
+
+def references(database_url: str, redis_url: str, prefix: str) -> list[Server]:
+    """(a) bare Starlette, (b) one Redis GET, (c) the seed's Postgres queries."""
+    probe = "/api/profile/bench_probe/status"
+    return [
+        Server("bare", (*python(*_UVICORN), "--port", "{port}", "bench.refs.bare:app"), {}, probe),
+        Server(
+            "naive",
+            (*python(*_UVICORN), "--port", "{port}", "bench.refs.naive_redis:app"),
+            {"REDIS_URL": redis_url, "PROFILE_STATUS_KEY_PREFIX": prefix},
+            probe,
+        ),
+        Server(
+            "seed",
+            (*python(*_UVICORN), "--port", "{port}", "bench.refs.seed_pg:app"),
+            {"DATABASE_URL": database_url},
+            probe,
+        ),
+    ]
+
+
+def ours(database_url: str, redis_url: str, prefix: str, workers: int) -> Server:
+    """(d)/(e) `profile-status api` itself, configured only through its environment."""
+    return Server(
+        f"ours{workers}",
+        (*python("-m", "profile_status.cli", "api", "--host", "127.0.0.1", "--port", "{port}"), "--workers", str(workers)),
+        {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "PROFILE_STATUS_KEY_PREFIX": prefix},
+        "/healthz",
+    )
+
+
+@contextlib.contextmanager
+def serving(server: Server, log_dir: Path, *, pin: bool) -> Iterator[tuple[Child, str]]:
+    """The server, answering on 127.0.0.1, until the block ends."""
+    port = free_port()
+    argv = pinned(server.command(port), SERVER_CORE if pin else None)
+    with running(server.key, argv, server.env, log_dir) as child:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_http(child, base_url + server.ready_path, expect=None)
+        yield child, base_url
+
+
+def http_status(url: str) -> int:
+    """The status code a GET of `url` answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def measure(cfg: BenchConfig, base_url: str, paths_file: Path, *, pin: bool) -> WrkResult:
+    """A discarded warm-up run, then the measured one."""
+    run_wrk(base_url, paths_file, cfg.warmup_s, cfg.connections, pin=pin)
+    return run_wrk(base_url, paths_file, cfg.duration_s, cfg.connections, pin=pin)
+
+
+@dataclass
+class ApiRuns:
+    """Every wrk result by run name, /readyz as our API saw it, and the API's profiles (Markdown) if taken."""
+
+    all: dict[str, list[WrkResult]] = field(default_factory=dict)
+    readyz: int = 0
+    profiles: list[str] = field(default_factory=list)
+
+    def add(self, key: str, result: WrkResult) -> None:
+        """One more measured run of `key`."""
+        self.all.setdefault(key, []).append(result)
+
+    @property
+    def results(self) -> dict[str, WrkResult]:
+        """The best run of each: on a shared machine noise only ever slows a run down."""
+        return {key: max(runs, key=lambda r: r.requests_per_s) for key, runs in self.all.items()}
+
+
+class Mixes:
+    """A fresh request mix for each measured run (see `data.request_mix`), written for wrk."""
+
+    def __init__(self, known: Names, count: int, work: Path) -> None:
+        self.known, self.count, self.work = known, count, work
+        self._runs = 0
+
+    def next(self) -> tuple[list[str], Path]:
+        """The paths of the next run and its wrk input file."""
+        self._runs += 1
+        paths = request_mix(self.known, self.count, run=f"r{self._runs}_")
+        return paths, write_paths(self.work / f"paths-{self._runs}.txt", paths)
+
+
+def _ours(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
+    """Our API on a fresh mix, after one GET of every path: unknown names are in the negative cache by then."""
+    paths, paths_file = mixes.next()
+    fetch_etags(url, paths)
+    return measure(cfg, url, paths_file, pin=pin)
+
+
+def _ours_304(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
+    """A fresh mix, every request carrying the ETag its path answered just before."""
+    paths, _ = mixes.next()
+    tags = fetch_etags(url, paths)
+    return measure(cfg, url, write_paths(mixes.work / f"paths-{mixes._runs}-etag.txt", paths, tags), pin=pin)
+
+
+@contextlib.contextmanager
+def _writing(cfg: BenchConfig, database_url: str, names: Sequence[str], seconds: int) -> Iterator[None]:
+    """A writer committing `api_write_rate` single-row changes a second, in a thread, for `seconds`."""
+    with ThreadPoolExecutor(1) as pool:
+        writes = pool.submit(writer.paced, database_url, names[: cfg.api_write_rate * seconds], cfg.api_write_rate, seconds)
+        yield
+        writes.result(timeout=seconds + 30)
+
+
+def _ours_while_writing(cfg: BenchConfig, url: str, database_url: str, mixes: Mixes) -> WrkResult:
+    """`_ours` while changes are committed (pinned like (d)).
+
+    Every change can move queue positions, so this is the poll path when the
+    queue is busy, rather than when nothing changes.
+    """
+    paths, paths_file = mixes.next()
+    fetch_etags(url, paths)
+    with _writing(cfg, database_url, mixes.known.active, cfg.warmup_s + cfg.duration_s + 2):
+        return measure(cfg, url, paths_file, pin=True)
+
+
+def _profile(cfg: BenchConfig, pid: int, url: str, paths_file: Path, out: Path) -> profiling.Summary:
+    """py-spy on our API during an extra (unmeasured) wrk run: `out` (raw stacks), then `out`.svg."""
+    seconds = cfg.duration_s
+    load = subprocess.Popen(
+        wrk_command(url, paths_file, 2 * seconds + 3, cfg.connections, pin=True),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for fmt, path in (("raw", out), ("flamegraph", out.with_suffix(".svg"))):
+            profiling.finish(profiling.record(pid, seconds, path, fmt), seconds + 30)
+    finally:
+        load.kill()
+        load.wait()
+    return profiling.summarize(out)
+
+
+def _profiles(cfg: BenchConfig, pid: int, url: str, database_url: str, mixes: Mixes, out_dir: Path) -> list[str]:
+    """Profiles of the idle-queue and the busy-queue poll paths, as Markdown."""
+    lines: list[str] = []
+    paths, paths_file = mixes.next()
+    fetch_etags(url, paths)
+    lines += _profile(cfg, pid, url, paths_file, out_dir / "api.folded").lines("API, 1 worker, idle queue") + [""]
+    paths, paths_file = mixes.next()
+    fetch_etags(url, paths)
+    with _writing(cfg, database_url, mixes.known.active, 2 * cfg.duration_s + 3):
+        summary = _profile(cfg, pid, url, paths_file, out_dir / "api-busy.folded")
+    lines += summary.lines(f"API, 1 worker, busy queue ({cfg.api_write_rate} changes/s)") + [""]
+    return lines
+
+
+def run(cfg: BenchConfig, database_url: str, prefix: str, known: Names, work: Path, profile_dir: Path) -> ApiRuns:
+    """(a), (b), (c) and ours (200 and 304) interleaved for `api_rounds` rounds, all pinned; then ours on a
+    busy queue; then ours with 2 workers, unpinned.
+
+    The four servers run side by side (an idle server costs nothing) so that the
+    rounds interleave them: a burst of load from another tenant of the machine
+    then hurts every server's figure a little rather than one server's a lot.
+    """
+    runs = ApiRuns()
+    mixes = Mixes(known, cfg.paths, work)
+    _, plain = mixes.next()
+    with contextlib.ExitStack() as stack:
+        references_ = {
+            s.key: stack.enter_context(serving(s, work, pin=True))[1]
+            for s in references(database_url, cfg.redis_url, prefix)
+        }
+        child, url = stack.enter_context(serving(ours(database_url, cfg.redis_url, prefix, 1), work, pin=True))
+        runs.readyz = http_status(url + "/readyz")
+        for _ in range(cfg.api_rounds):
+            for key, reference_url in references_.items():
+                runs.add(key, measure(cfg, reference_url, plain, pin=True))
+            runs.add("ours1", _ours(cfg, url, mixes, pin=True))
+            runs.add("ours1_304", _ours_304(cfg, url, mixes, pin=True))
+        runs.add("ours1_writes", _ours_while_writing(cfg, url, database_url, mixes))
+        if cfg.profile and profiling.available():
+            runs.profiles = _profiles(cfg, child.pid, url, database_url, mixes, profile_dir)
+    # Two workers cannot share one core usefully: nothing is pinned in this run.
+    with serving(ours(database_url, cfg.redis_url, prefix, 2), work, pin=False) as (_, url):
+        runs.add("ours2", _ours(cfg, url, mixes, pin=False))
+        runs.add("ours2_304", _ours_304(cfg, url, mixes, pin=False))
+    return runs
