@@ -3,8 +3,8 @@
 Every document the projector (or a miss) writes is announced on the changes
 channel in the same Lua script, so this process hears of a change a few
 milliseconds after Redis has it. An entry is dropped when its username changes;
-entries of active jobs are also dropped when anything changes, since any change
-may move their queue position (the `epoch` counts changes). While the
+entries of active jobs are also dropped when the active queue changes, since
+that may move their position (the `epoch` counts queue changes, `changes` all). While the
 subscription is down, or the channel has been silent longer than the
 projector's beat allows, the cache is off and every poll goes to Redis.
 """
@@ -21,6 +21,14 @@ MAX_ENTRIES = 100_000
 MAX_SILENCE_S = 2.5
 
 
+@dataclass(frozen=True, slots=True)
+class Token:
+    """The cache's counters when a read started: a reading is stored only if nothing changed since."""
+
+    changes: int
+    epoch: int
+
+
 @dataclass(slots=True)
 class _Entry:
     reading: Reading
@@ -33,6 +41,7 @@ class LocalCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
         self.epoch = 0
+        self.changes = 0
         self._entries: dict[str, _Entry] = {}
         self._heard = float("-inf")
         self.connected = False
@@ -53,23 +62,30 @@ class LocalCache:
             return None  # positions may have moved
         return entry.reading
 
-    def put(self, username: str, reading: Reading, epoch: int) -> None:
-        """Remember a reading taken when the epoch was `epoch` (dropped if anything changed since)."""
-        if epoch != self.epoch or not self.live or reading.needs_position or reading.document is None:
+    def token(self) -> Token:
+        """Take before reading from Redis; hand to `put` with the reading."""
+        return Token(self.changes, self.epoch)
+
+    def put(self, username: str, reading: Reading, token: Token) -> None:
+        """Remember a reading, unless any change was heard since its `token` was taken."""
+        if token.changes != self.changes or not self.live or reading.needs_position or reading.document is None:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.pop(next(iter(self._entries)))  # the oldest insertion
-        self._entries[username] = _Entry(reading, epoch)
+        self._entries[username] = _Entry(reading, token.epoch)
 
-    def heard(self, username: str | None) -> None:
+    def heard(self, username: str | None, queue_moved: bool = True) -> None:
         """A message arrived: a username changed (None: only the projector's beat)."""
         self._heard = time.monotonic()
         if username is not None:
-            self.epoch += 1
+            self.changes += 1
+            if queue_moved:
+                self.epoch += 1
             self._entries.pop(username, None)
 
     def reset(self, connected: bool) -> None:
         """The subscription (re)started or broke: forget everything."""
         self.connected = connected
+        self.changes += 1
         self.epoch += 1
         self._entries.clear()

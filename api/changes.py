@@ -1,7 +1,7 @@
 """One Redis subscription per API process, fanned out to every stream that follows a username.
 
-The projector publishes `"{username} {version}"` on the changes channel for each
-document it changes, and a beat every second. Streams register a queue per
+The projector publishes `"{username} {version} {queue moved: 1|0}"` on the
+changes channel for each document it changes, and a beat every second. Streams register a queue per
 username; a message wakes them, and they re-read the document (the message is
 only a hint). The same messages keep the process's `LocalCache` exact. When the
 subscription breaks, every stream is woken and the cache emptied, since
@@ -71,9 +71,12 @@ class ChangeHub:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    username = message["data"].split(b" ", 1)[0].decode()
+                    fields = message["data"].split(b" ")
+                    username = fields[0].decode()
                     if self.cache:
-                        self.cache.heard(None if username == BEAT else username)
+                        # Without the third field (an older projector), assume the queue moved.
+                        moved = fields[2:3] != [b"0"]
+                        self.cache.heard(None if username == BEAT else username, moved)
                     if username == BEAT:
                         continue
                     followers = self._followers.get(username)

@@ -57,10 +57,10 @@ async def current_status(
     try:
         reading = cache.get(username) if cache else None
         if reading is None:
-            epoch = cache.epoch if cache else 0
+            token = cache.token() if cache else None
             reading = await reader.read(username)
-            if cache:
-                cache.put(username, reading, epoch)
+            if cache and token:
+                cache.put(username, reading, token)
         estimates = await reader.estimates()
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(one_line(exc)) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -150,6 +151,8 @@ async def _projector(settings: Settings, metrics_port: int | None) -> int:
 
             start_http_server(metrics_port, addr=settings.metrics_host)
         stop = asyncio.Event()
+        # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
+        gc.freeze()
         with _stop_on_signals(stop):
             await Projector(settings, store).run(stop)
     log.info("projector stopped", extra={"event": "projector_stopped"})

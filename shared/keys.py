@@ -78,5 +78,5 @@ class Keys:
 
     @property
     def changes_channel(self) -> str:
-        """Pub/sub channel: `"{username} {version}"` for each document that changed."""
+        """Pub/sub channel: `"{username} {version} {1 if the active queue changed else 0}"` per change."""
         return f"{self.prefix}@changes"

@@ -41,7 +41,8 @@ end
 -- positions are counted from. Re-adding present members is a no-op, and
 -- repairs a set that lost some.
 local old_members = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-if old_members ~= ARGV[6] then
+local moved = old_members ~= ARGV[6]
+if moved then
     for m in string.gmatch(old_members, '%S+') do unlist(m) end
     if ARGV[6] == '' then
         redis.call('HDEL', KEYS[3], ARGV[1])
@@ -51,13 +52,18 @@ if old_members ~= ARGV[6] then
 end
 for m in string.gmatch(ARGV[6], '%S+') do list(m) end
 
+-- Messages say "{username} {version} {1 if the active queue changed, else 0}":
+-- readers drop that username's cached document, and cached positions when the queue moved.
 if same then
     local confirmed = string.gsub(cur, '"version":%d+', '"version":' .. version, 1)
     redis.call('SET', KEYS[1], confirmed, 'EX', ARGV[5])
+    if moved then
+        redis.call('PUBLISH', ARGV[7], ARGV[1] .. ' ' .. version .. ' 1')
+    end
     return 1 + 10 * previous
 end
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
-redis.call('PUBLISH', ARGV[7], ARGV[1] .. ' ' .. version)
+redis.call('PUBLISH', ARGV[7], ARGV[1] .. ' ' .. version .. (moved and ' 1' or ' 0'))
 return 2 + 10 * previous

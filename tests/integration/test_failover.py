@@ -39,9 +39,9 @@ class VersionWatch:
         while not self._stop.is_set():
             message = self._pubsub.get_message(timeout=0.2)
             if message:
-                name, _, version = message["data"].decode().partition(" ")
+                name, *fields = message["data"].decode().split(" ")
                 if name != BEAT:
-                    self.versions[name].append(int(version))
+                    self.versions[name].append(int(fields[0]))
 
     def stop(self) -> None:
         """Stop listening."""

@@ -24,13 +24,13 @@ def _live_cache() -> LocalCache:
 def test_nothing_is_served_before_the_channel_is_heard() -> None:
     cache = LocalCache()
     cache.reset(connected=True)
-    cache.put("done", DONE, cache.epoch)
+    cache.put("done", DONE, cache.token())
     assert cache.get("done") is None
 
 
 def test_an_entry_is_served_until_its_username_changes() -> None:
     cache = _live_cache()
-    cache.put("done", DONE, cache.epoch)
+    cache.put("done", DONE, cache.token())
     assert cache.get("done") is DONE
     cache.heard("someone_else")
     assert cache.get("done") is DONE
@@ -38,27 +38,28 @@ def test_an_entry_is_served_until_its_username_changes() -> None:
     assert cache.get("done") is None
 
 
-def test_active_entries_go_with_any_change() -> None:
+def test_active_entries_go_when_the_queue_moves() -> None:
     cache = _live_cache()
-    cache.put("busy", ACTIVE, cache.epoch)
+    cache.put("busy", ACTIVE, cache.token())
     assert cache.get("busy") is ACTIVE
     cache.heard(None)  # a beat moves nothing
+    cache.heard("someone_else", queue_moved=False)  # e.g. a profile, or a NOT_FOUND
     assert cache.get("busy") is ACTIVE
-    cache.heard("someone_else")
+    cache.heard("someone_else", queue_moved=True)
     assert cache.get("busy") is None
 
 
 def test_a_reading_taken_before_a_change_is_not_stored() -> None:
     cache = _live_cache()
-    epoch = cache.epoch
-    cache.heard("done")  # arrives while the read was in flight
-    cache.put("done", DONE, epoch)
+    token = cache.token()
+    cache.heard("done", queue_moved=False)  # arrives while the read was in flight
+    cache.put("done", DONE, token)
     assert cache.get("done") is None
 
 
 def test_silence_or_a_lost_subscription_turns_it_off() -> None:
     cache = _live_cache()
-    cache.put("done", DONE, cache.epoch)
+    cache.put("done", DONE, cache.token())
     with mock.patch("api.cache.time.monotonic", return_value=10**9):
         assert cache.get("done") is None
     assert MAX_SILENCE_S < 5
@@ -68,11 +69,11 @@ def test_silence_or_a_lost_subscription_turns_it_off() -> None:
 
 def test_misses_are_not_cached_and_size_is_bounded() -> None:
     cache = _live_cache()
-    cache.put("nobody", Reading(None, None, False), cache.epoch)
+    cache.put("nobody", Reading(None, None, False), cache.token())
     assert cache.get("nobody") is None
     small = LocalCache(max_entries=2)
     small.reset(connected=True)
     small.heard(None)
     for name in ("a", "b", "c"):
-        small.put(name, DONE, small.epoch)
+        small.put(name, DONE, small.token())
     assert small.get("a") is None and small.get("c") is DONE
