@@ -7,7 +7,7 @@ the page URL and a live one-line summary until Ctrl-C or SIGTERM.
 
 Every child carries PR_SET_PDEATHSIG=SIGKILL, so none outlives a SIGKILLed
 demo; on an ordinary stop they go in order (workload, API and projector, then
-the servers) within STOP_BUDGET_S.
+the servers) within the contract's 5 s.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ DEFAULT_PORT = 8000
 SERVE_TIMEOUT_S = 20.0
 SUMMARY_EVERY_S = 1.0
 PLAIN_SUMMARY_EVERY_S = 5.0  # without a terminal a line a second would flood the log
-STOP_BUDGET_S = 4.5  # the contract's 5 s, with room for the interpreter to exit
 CHILD_STOP_S = 3.0  # the API's own graceful shutdown is 3 s (open SSE streams)
 
 

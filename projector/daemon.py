@@ -64,7 +64,6 @@ class Projector:
         self._rebuild: asyncio.Task[None] | None = None
         self._last_refresh = time.monotonic()
         self._backlog = (0, 0.0)
-        self.sessions = 0
         self.measurements = Measurements(store.keys)
         self.ownership = Ownership(settings.partitions)
 
@@ -106,7 +105,6 @@ class Projector:
             if not await self._acquire(work, stop):
                 return
             await work.set_isolation_level(IsolationLevel.REPEATABLE_READ)
-            self.sessions += 1
             metrics.ACTIVE.set(1)
             await changelog.listen(listener)
             self.measurements = await Measurements.load(self.store.redis, self.store.keys)

@@ -27,7 +27,3 @@ def normalize_username(raw: str) -> str:
         raise InvalidUsername("Invalid characters in username")
     return name.lower()
 
-
-def fold(username: str) -> str:
-    """The case-insensitive identity of a stored username (rows may hold any case)."""
-    return username.lower()
