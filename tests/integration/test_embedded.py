@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,46 +18,16 @@ import pytest
 import redis
 
 from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
+from tests.integration.processes import alive, descendants, shared_tmp_dir, subreaper, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
-            found += [int(child), *_descendants(int(child))]
-    return found
-
-
-def _wait_gone(pids: list[int], deadline_s: float = 10.0) -> list[int]:
-    """Poll until no pid exists; reap those that were re-parented to us (subreaper)."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        for pid in pids:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        left = [p for p in pids if _alive(p)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
 
 def test_both_servers_serve_clients_then_leave_nothing_behind() -> None:
     with EmbeddedPostgres() as pg, EmbeddedRedis() as rd:
         assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
         assert rd.url == f"redis://127.0.0.1:{rd.port}/0"
         assert pg.port not in (5432, 6379) and rd.port not in (5432, 6379)
-        pids = [pg.pid, rd.pid, *_descendants(pg.pid or 0)]
+        pids = [pg.pid, rd.pid, *descendants(pg.pid or 0)]
 
         with psycopg.connect(pg.url, autocommit=True) as listener, psycopg.connect(pg.url, autocommit=True) as talker:
             (uuid,) = talker.execute("SELECT gen_random_uuid()").fetchone() or (None,)
@@ -96,8 +62,7 @@ def test_stop_is_idempotent_and_url_needs_a_running_server() -> None:
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A data-dir parent the servers can reach when, as root, they run as nobody."""
-    path = Path(tempfile.mkdtemp(prefix="embedded-test-"))
-    path.chmod(0o755)
+    path = shared_tmp_dir("embedded-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -143,20 +108,17 @@ def test_sigkilled_parent_leaves_no_server_behind() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     started: dict[str, list[Any]] = {"pids": [], "tmp": []}
-    # The orphans are re-parented to the nearest subreaper; make that us, so we
-    # can reap them (a container's PID 1 may never do it, leaving zombies).
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as child:
+    with subreaper(), subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    ) as child:
         try:
             assert child.stdout is not None
             started = json.loads(child.stdout.readline())
-            assert len(started["pids"]) > 2 and all(_alive(p) for p in started["pids"])
+            assert len(started["pids"]) > 2 and all(alive(p) for p in started["pids"])
             child.send_signal(signal.SIGKILL)
             child.wait(10)
-            assert _wait_gone(started["pids"], 10.0) == []
+            assert wait_gone(started["pids"], 10.0) == []
         finally:
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
             child.kill()
             for tmp in started["tmp"]:
                 shutil.rmtree(tmp, ignore_errors=True)  # a SIGKILLed parent cannot clean up
