@@ -16,7 +16,7 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 
-from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis
+from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedRedisCluster
 from projector.migrate import migrate
 
 
@@ -40,6 +40,16 @@ def redis_server_url() -> Iterator[str]:
         return
     with EmbeddedRedis() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A formed Valkey cluster (3 primaries, 3 replicas): the URL of one primary.
+
+    Always an embedded one, even with TEST_REDIS_URL set: that server is no cluster.
+    """
+    with EmbeddedRedisCluster() as cluster:
+        yield cluster.url
 
 
 def _admin(server_url: str) -> psycopg.Connection:
