@@ -7,6 +7,12 @@ psycopg hands them out) go through exactly what a rebuild runs per chunk:
 `shared.truth.Snapshot(...).projections(now)`, then, per document, its JSON
 (what `shared.store` writes) and its digest. Row generation is not timed.
 
+As in a rebuild, which streams, only one chunk's rows are alive at a time: each
+chunk is generated just before it is timed, so the garbage collector scans a
+heap the size of a rebuild's, not one holding every row (that alone would
+double the figure). `--gc off` runs with the collector off, to show its share;
+`--gc freeze` freezes what is loaded at start, as the projector daemon does.
+
 The mix: 70% one active row (PENDING or PROCESSING), 20% a completed profile
 (profile row plus its COMPLETED queue row), 10% a FAILED row; one username in
 ten also has older queue rows (or a second profile spelling).
@@ -19,7 +25,7 @@ import gc
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -66,11 +72,11 @@ def _profile_row(rng: random.Random, name: str) -> ProfileRow:
     )
 
 
-def synthetic_rows(usernames: int, seed: int = 1) -> dict[str, UsernameRows]:
-    """`usernames` normalized names with their rows, in the mix the module docstring describes."""
-    rng = random.Random(seed)
+def synthetic_rows(usernames: int, seed: int = 1, first: int = 0) -> dict[str, UsernameRows]:
+    """`usernames` normalized names (numbered from `first`) with their rows, in the mix the module docstring describes."""
+    rng = random.Random(seed * 1_000_003 + first)
     out: dict[str, UsernameRows] = {}
-    for i in range(usernames):
+    for i in range(first, first + usernames):
         key = f"user_{i:07d}"
         name = key.capitalize() if i % 7 == 0 else key
         rows = UsernameRows()
@@ -91,10 +97,10 @@ def synthetic_rows(usernames: int, seed: int = 1) -> dict[str, UsernameRows]:
     return out
 
 
-def chunks(rows: dict[str, UsernameRows], size: int = STREAM_CHUNK_ROWS) -> list[Snapshot]:
-    """The rows as `stream_all` yields them: snapshots of `size` usernames."""
-    items = list(rows.items())
-    return [Snapshot(123456789 << 16, dict(items[i : i + size])) for i in range(0, len(items), size)]
+def chunks(usernames: int, size: int = STREAM_CHUNK_ROWS, seed: int = 1) -> Iterator[Snapshot]:
+    """The rows as `stream_all` yields them: snapshots of `size` usernames, each generated when asked for."""
+    for first in range(0, usernames, size):
+        yield Snapshot(123456789 << 16, synthetic_rows(min(size, usernames - first), seed, first))
 
 
 def serializer(name: str) -> Callable[[StatusDocument], str | bytes]:
@@ -104,16 +110,27 @@ def serializer(name: str) -> Callable[[StatusDocument], str | bytes]:
     return getattr(StatusDocument, name)
 
 
-def run_once(snapshots: list[Snapshot], dump: Callable[[StatusDocument], str | bytes]) -> float:
-    """Seconds to build, serialize and digest every document of `snapshots`."""
+def run_once(usernames: int, dump: Callable[[StatusDocument], str | bytes]) -> float:
+    """CPU seconds to build, serialize and digest the documents of `usernames` usernames (generation excluded).
+
+    CPU time of this process, not wall time: other work on the machine then
+    disturbs the figure less. As in a rebuild, a chunk's projections and their
+    JSON stay alive while the next chunk is projected (Redis is writing them).
+    """
     gc.collect()
-    start = time.perf_counter()
-    for snap in snapshots:
-        for p in snap.projections(NOW):
+    seconds = 0.0
+    writing: object = None
+    for snap in chunks(usernames):
+        start = time.process_time()
+        projections = snap.projections(NOW)
+        values = []
+        for p in projections:
             doc = p.document
-            dump(doc)
-            doc.digest  # noqa: B018 - the store reads it per document
-    return time.perf_counter() - start
+            values.append((doc.digest, dump(doc)))
+        writing = (projections, values)
+        seconds += time.process_time() - start
+    del writing
+    return seconds
 
 
 def main() -> None:
@@ -121,15 +138,26 @@ def main() -> None:
     parser.add_argument("--usernames", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--serializer", default="auto", help="auto, to_json or model_dump_json")
+    parser.add_argument(
+        "--gc",
+        choices=("on", "off", "freeze"),
+        default="on",
+        help="the collector as resync runs it (on), disabled, or with everything loaded at start frozen",
+    )
     args = parser.parse_args()
-    snapshots = chunks(synthetic_rows(args.usernames))
     dump = serializer(args.serializer)
+    if args.gc == "off":
+        gc.disable()
+    elif args.gc == "freeze":
+        gc.collect()
+        gc.freeze()
     per_user = []
     for run in range(args.runs):
-        seconds = run_once(snapshots, dump)
+        seconds = run_once(args.usernames, dump)
         per_user.append(seconds / args.usernames * 1e6)
-        print(f"run {run + 1}: {seconds:.3f} s, {per_user[-1]:.2f} µs/username")
-    print(f"median: {statistics.median(per_user):.2f} µs/username ({dump.__name__}, {args.usernames} usernames)")
+        print(f"run {run + 1}: {seconds:.3f} s CPU, {per_user[-1]:.2f} µs/username")
+    median = statistics.median(per_user)
+    print(f"median: {median:.2f} µs/username ({dump.__name__}, {args.usernames} usernames, gc {args.gc})")
 
 
 if __name__ == "__main__":
