@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from shared.document import ProfileFacts, QueueFacts, State, StatusDocument
+from shared.document import SCHEMA_VERSION, ProfileFacts, QueueFacts, State, StatusDocument, facts_json, trusted
 from shared.rows import ProfileRow, QueueRow
 
 ACTIVE_STATUSES = frozenset({"PENDING", "PROCESSING"})
@@ -22,20 +22,16 @@ _EPOCH_OFFSET_US = 10**17
 _TS_WIDTH = 20
 _NULL_TS_KEY = "0" * _TS_WIDTH
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_ORDINAL = _EPOCH.toordinal()
 
 
 def _ts_key(ts: datetime | None) -> str:
     if ts is None:
         return _NULL_TS_KEY  # NULL timestamps are the oldest
-    # Integer field arithmetic: exact in every year, and several times faster than
-    # datetime subtraction, which a rebuild pays on every row.
-    offset = ts.utcoffset()
-    seconds = (ts.toordinal() - _EPOCH_ORDINAL) * 86400 + ts.hour * 3600 + ts.minute * 60 + ts.second
-    if offset:
-        seconds -= offset.days * 86400 + offset.seconds
-    micros = seconds * 1_000_000 + ts.microsecond + _EPOCH_OFFSET_US
-    return str(max(1, micros)).zfill(_TS_WIDTH)
+    # Datetime subtraction is exact in every year (a timedelta is whole days, seconds
+    # and microseconds), and cheapest when `ts` is already in UTC. Naive means UTC.
+    delta = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)) - _EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds + _EPOCH_OFFSET_US
+    return f"{max(1, micros):020d}"  # _TS_WIDTH digits
 
 
 def priority_rank(priority: str | None) -> int:
@@ -53,9 +49,18 @@ def queue_member(row: QueueRow, owner: str | None = None) -> str:
     only their own entry, and whether it is pending (P) or running (R), for counts.
     """
     owner = row.username.lower() if owner is None else owner
-    tag = hashlib.blake2b(owner.encode(), digest_size=4).hexdigest()
-    state = "P" if row.status == "PENDING" else "R"
-    return f"{priority_rank(row.priority)}:{_ts_key(row.timestamp)}:{row.id}:{tag}:{state}"
+    return _member(row, str(row.id), _owner_tag(owner), row.timestamp)
+
+
+def _owner_tag(owner: str) -> str:
+    return hashlib.blake2b(owner.encode(), digest_size=4).hexdigest()
+
+
+def _member(row: QueueRow, row_id: str, tag: str, timestamp: datetime | None) -> str:
+    """`queue_member` from parts already at hand: the row's id as text, the owner's tag,
+    and the row's `timestamp` (the same instant, in any time zone)."""
+    rank = _PRIORITY_RANK.get(row.priority or "", _LOWEST_PRIORITY_RANK)
+    return f"{rank}:{_ts_key(timestamp)}:{row_id}:{tag}:{'P' if row.status == 'PENDING' else 'R'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +112,16 @@ def answering_profile(rows: Iterable[ProfileRow]) -> ProfileRow | None:
     )
 
 
-def _utc(ts: datetime | None) -> datetime | None:
-    """Instants in UTC, so equal facts read in any session time zone hash and render alike."""
-    return ts.astimezone(UTC) if ts is not None else None
+# The digest hashes b"{username}\0{state}\0{the facts' JSON}" (no facts: nothing after the
+# second NUL); the facts' JSON is what their model_dump_json() writes, byte for byte.
+_EXISTS_INFIX = b"\0" + State.EXISTS.value.encode() + b"\0"
+_QUEUED_INFIX = b"\0" + State.QUEUED.value.encode() + b"\0"
+_NOT_FOUND_INFIX = b"\0" + State.NOT_FOUND.value.encode() + b"\0"
+_EXISTS, _QUEUED, _NOT_FOUND = State.EXISTS, State.QUEUED, State.NOT_FOUND
 
 
-def _digest(username: str, state: State, facts: ProfileFacts | QueueFacts | None) -> str:
-    payload = b"\0".join((username.encode(), state.value.encode(), facts.model_dump_json().encode() if facts else b""))
-    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+def _digest(username: str, infix: bytes, facts: bytes) -> str:
+    return hashlib.blake2b(username.encode() + infix + facts, digest_size=8).hexdigest()
 
 
 def project(
@@ -126,56 +133,91 @@ def project(
     projected_at: datetime,
 ) -> StatusDocument:
     """Build the document for `username` (normalized) from all its rows, any case."""
-    # model_construct: the values come typed from our own rows, and a rebuild builds
-    # a million of these; validation would triple the cost for nothing.
-    profile = answering_profile(profiles)
-    if profile is not None:
-        facts = ProfileFacts.model_construct(
-            created_at=_utc(profile.created_at),
-            last_scraped_at=_utc(profile.last_scraped_at),
-            followers_count=profile.followers_count,
-            posts_count=profile.posts_count,
-        )
-        return StatusDocument.model_construct(
-            username=username,
-            version=version,
-            projected_at=projected_at,
-            digest=_digest(username, State.EXISTS, facts),
-            state=State.EXISTS,
-            profile=facts,
-            queue=None,
-        )
-    latest = latest_queue_row(queue_rows)
+    return project_with_members(username, profiles, queue_rows, version=version, projected_at=projected_at)[0]
+
+
+def project_with_members(
+    username: str,
+    profiles: Sequence[ProfileRow],
+    queue_rows: Sequence[QueueRow],
+    *,
+    version: int,
+    projected_at: datetime,
+) -> tuple[StatusDocument, list[str]]:
+    """`project(...)` and `active_members(queue_rows, username)` in one pass: what a rebuild pays per username.
+
+    A rebuild builds a million of these, so the models are built from trusted
+    dicts (our own typed rows: validation would only cost), each row's member
+    and id text are computed once, and the facts are serialized once, with
+    orjson, for the digest.
+    """
+    profile = (profiles[0] if len(profiles) == 1 else answering_profile(profiles)) if profiles else None
+    latest = None
+    if profile is None and queue_rows:
+        latest = queue_rows[0] if len(queue_rows) == 1 else latest_queue_row(queue_rows)
+    latest_id, latest_ts, key_ts = "", None, None
     if latest is not None:
-        entry = QueueFacts.model_construct(
-            id=str(latest.id),
-            status=latest.status,
-            priority=latest.priority,
-            attempts=latest.attempts or 0,
-            request_id=latest.request_id,
-            timestamp=_utc(latest.timestamp),
-            last_attempt=_utc(latest.last_attempt),
-            error_message=latest.error_message,
-            queue_member=queue_member(latest, username) if is_active(latest) else None,
-        )
-        return StatusDocument.model_construct(
-            username=username,
-            version=version,
-            projected_at=projected_at,
-            digest=_digest(username, State.QUEUED, entry),
-            state=State.QUEUED,
-            profile=None,
-            queue=entry,
-        )
-    return StatusDocument.model_construct(
-        username=username,
-        version=version,
-        projected_at=projected_at,
-        digest=_digest(username, State.NOT_FOUND, None),
-        state=State.NOT_FOUND,
-        profile=None,
-        queue=None,
+        latest_id, key_ts = str(latest.id), latest.timestamp
+        if key_ts is not None:
+            latest_ts = key_ts.astimezone(UTC)
+            if key_ts.tzinfo is not None:  # naive: member keys read it as UTC, facts as local time
+                key_ts = latest_ts  # the same instant, and the cheapest to key
+    latest_member = None
+    members: list[str] = []
+    tag = ""
+    for row in queue_rows:
+        if row.status in ACTIVE_STATUSES:
+            tag = tag or _owner_tag(username)
+            if row is latest:
+                member = latest_member = _member(row, latest_id, tag, key_ts)
+            else:
+                member = _member(row, str(row.id), tag, row.timestamp)
+            members.append(member)
+    if len(members) > 1:
+        members.sort()
+
+    if profile is not None:
+        created, scraped = profile.created_at, profile.last_scraped_at
+        fields = {  # instants in UTC, so equal facts read in any session time zone hash and render alike
+            "created_at": created.astimezone(UTC) if created is not None else None,
+            "last_scraped_at": scraped.astimezone(UTC) if scraped is not None else None,
+            "followers_count": profile.followers_count,
+            "posts_count": profile.posts_count,
+        }
+        digest = _digest(username, _EXISTS_INFIX, facts_json(fields))
+        state, facts, entry = _EXISTS, trusted(ProfileFacts, fields), None
+    elif latest is not None:
+        attempt = latest.last_attempt
+        fields = {
+            "id": latest_id,
+            "status": latest.status,
+            "priority": latest.priority,
+            "attempts": latest.attempts or 0,
+            "request_id": latest.request_id,
+            "timestamp": latest_ts,
+            "last_attempt": attempt.astimezone(UTC) if attempt is not None else None,
+            "error_message": latest.error_message,
+            "queue_member": latest_member,
+        }
+        digest = _digest(username, _QUEUED_INFIX, facts_json(fields))
+        state, facts, entry = _QUEUED, None, trusted(QueueFacts, fields)
+    else:
+        digest = _digest(username, _NOT_FOUND_INFIX, b"")
+        state, facts, entry = _NOT_FOUND, None, None
+    document = trusted(
+        StatusDocument,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "username": username,
+            "version": version,
+            "projected_at": projected_at,
+            "digest": digest,
+            "state": state,
+            "profile": facts,
+            "queue": entry,
+        },
     )
+    return document, members
 
 
 def active_members(queue_rows: Iterable[QueueRow], owner: str | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from shared.rows import PROFILE_COLUMNS, QUEUE_COLUMNS, ProfileRow, QueueRow
-from shared.rules import active_members, priority_rank, project, snapshot_version
+from shared.rules import priority_rank, project_with_members, snapshot_version
 from shared.store import Projection
 
 STREAM_CHUNK_ROWS = 5000
@@ -50,13 +50,9 @@ class Snapshot:
 
     def projections(self, projected_at: datetime) -> list[Projection]:
         """Documents and active queue members for every username read."""
+        version = self.version
         return [
-            Projection(
-                project(
-                    name, r.profiles, r.queue, version=self.version, projected_at=projected_at
-                ),
-                active_members(r.queue, name),
-            )
+            Projection(*project_with_members(name, r.profiles, r.queue, version=version, projected_at=projected_at))
             for name, r in self.rows.items()
         ]
 
