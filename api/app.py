@@ -33,8 +33,7 @@ from api.read_through import ReadThrough, make_pool
 from api.responses import error
 from api.status import StatusEndpoint
 from api.stream import stream_status
-from shared.connections import redis_client
-from shared.keys import Keys
+from shared.connections import redis_from_settings
 from shared.reader import StatusReader
 from shared.settings import Settings
 from shared.store import StatusStore, TtlPolicy
@@ -88,15 +87,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        redis = redis_client(settings.redis_url, settings.redis_timeout_s, name=f"profile-status-api-{os.getpid()}")
+        redis = redis_from_settings(settings, name=f"profile-status-api-{os.getpid()}")
         store = StatusStore(
             redis,
-            Keys(settings.key_prefix),
+            settings.keys(),
             TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s),
         )
         pool = make_pool(settings.database_url, settings.database_pool_size)
         await pool.open(wait=False)
-        hub = ChangeHub(redis, store.keys.changes_channel, LocalCache() if settings.local_cache else None)
+        # A replica may still hold the old document when the change message arrives, and the
+        # cache would keep it: reading from replicas replaces the cache rather than joining it.
+        cached = settings.local_cache and not (settings.redis_cluster and settings.redis_read_from_replicas)
+        hub = ChangeHub(redis, store.keys.changes_channel, LocalCache() if cached else None)
         hub_task = asyncio.create_task(hub.run())
         try:
             yield {

@@ -16,8 +16,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from api.cache import LocalCache
 from shared.errors import one_line
@@ -30,7 +30,7 @@ RESUBSCRIBE_DELAY_S = 1.0
 class ChangeHub:
     """Routes change messages to the streams that follow each username."""
 
-    def __init__(self, redis: Redis, channel: str, cache: LocalCache | None = None) -> None:
+    def __init__(self, redis: Redis | RedisCluster, channel: str, cache: LocalCache | None = None) -> None:
         self.redis = redis
         self.channel = channel
         self.cache = cache
@@ -61,8 +61,11 @@ class ChangeHub:
     async def run(self) -> None:
         """Keep the subscription alive for the life of the process."""
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                # A cluster client learns the slot map here; subscribing before that fails.
+                await self.redis.initialize()
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
                 if self.cache:
                     self.cache.reset(connected=True)
@@ -82,11 +85,12 @@ class ChangeHub:
                     followers = self._followers.get(username)
                     if followers:
                         self._wake(followers)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 if self.cache:
                     self.cache.reset(connected=False)
                 log.warning("change subscription lost: %s", one_line(exc), extra={"event": "subscription_lost"})
                 await asyncio.sleep(RESUBSCRIBE_DELAY_S)
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                        await pubsub.aclose()

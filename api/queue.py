@@ -26,11 +26,15 @@ async def queue_status(request: Request) -> Response:
     minute = int(time.time() // 60)
     pipe = store.redis.pipeline(transaction=False)
     store.read_counts(pipe)
-    # The current, partial minute and the whole ones before it.
-    pipe.mget([k.completions(minute - i) for i in range(THROUGHPUT_WINDOW_MIN)])
+    # The current, partial minute and the whole ones before it (one GET each: on a
+    # cluster they live on different slots).
+    for i in range(THROUGHPUT_WINDOW_MIN):
+        pipe.get(k.completions(minute - i))
     pipe.get(k.heartbeat)
     try:
-        *count_replies, completions, beat = await pipe.execute()
+        replies = await pipe.execute()
+        count_replies = replies[: -THROUGHPUT_WINDOW_MIN - 1]
+        completions, beat = replies[-THROUGHPUT_WINDOW_MIN - 1 : -1], replies[-1]
     except (RedisError, OSError):
         metrics.REDIS_ERRORS.inc()
         return unavailable("Status store unavailable", "redis_unavailable", "Queue status temporarily unavailable")

@@ -257,7 +257,7 @@ def prefix_memory(client: redis.Redis, prefix: str) -> tuple[dict[str, int], int
             pipe.memory_usage(key, samples=0)
         for key, size in zip(batch, pipe.execute(), strict=True):
             name = key.decode()[len(prefix):]
-            kind = name.split(":", 1)[0] if name.startswith("@") else "documents"
+            kind = name.split("{", 1)[0].split(":", 1)[0] if name.startswith("@") else "documents"
             by_key[kind] = by_key.get(kind, 0) + int(size or 0)
         batch.clear()
 

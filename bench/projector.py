@@ -20,6 +20,7 @@ import redis
 from bench import profiling, writer
 from bench.procs import Child, cpu_seconds, python
 from bench.subscriber import Subscription
+from shared.keys import Keys
 
 READY_TIMEOUT_S = 600.0
 APPLY_TIMEOUT_S = 120.0
@@ -42,7 +43,7 @@ class ProjectorProcess:
     @property
     def channel(self) -> str:
         """Where it announces changed documents (README: "the pub/sub channel `status:@changes`")."""
-        return f"{self.prefix}@changes"
+        return Keys(self.prefix).changes_channel
 
     def wait_projected(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait for its heartbeat and the marker of a complete projection (README's `@heartbeat`, `@generation`)."""
@@ -52,7 +53,8 @@ class ProjectorProcess:
             while time.monotonic() < deadline:
                 if not self.child.alive():
                     raise RuntimeError(f"the projector exited:\n{self.child.log_tail()}")
-                if client.exists(f"{self.prefix}@heartbeat", f"{self.prefix}@generation") == 2:
+                keys = Keys(self.prefix)
+                if client.exists(keys.heartbeat) and client.exists(keys.generation):
                     return
                 time.sleep(0.1)
         finally:

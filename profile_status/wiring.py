@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shared.connections import redis_client, wait_for_redis
-from shared.keys import Keys
+from shared.connections import redis_from_settings, wait_for_redis
 from shared.settings import Settings
 from shared.store import StatusStore, TtlPolicy
 
@@ -14,9 +13,9 @@ from shared.store import StatusStore, TtlPolicy
 @asynccontextmanager
 async def open_store(settings: Settings, name: str = "profile-status") -> AsyncIterator[StatusStore]:
     """A status store on a Redis that answered within the start-up timeout."""
-    redis = redis_client(settings.redis_url, settings.redis_timeout_s, name=name)
+    redis = redis_from_settings(settings, name)
     try:
         await wait_for_redis(redis, settings.redis_url, settings.startup_timeout_s)
-        yield StatusStore(redis, Keys(settings.key_prefix), TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s))
+        yield StatusStore(redis, settings.keys(), TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s))
     finally:
         await redis.aclose()

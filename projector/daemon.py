@@ -285,8 +285,8 @@ class Projector:
         if not active or not self.ownership.leads:
             await self.store.redis.set(f"{keys.heartbeat}:{os.getpid()}", orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
             return
-        pipe = self.store.redis.pipeline(transaction=False)
-        pipe.set(keys.heartbeat, orjson.dumps(beat), ex=self.settings.heartbeat_ttl_s)
-        # Tells API processes that the change channel is alive, so their caches may be trusted.
-        pipe.publish(keys.changes_channel, BEAT)
-        await pipe.execute()
+        await self.store.run([
+            ("SET", keys.heartbeat, orjson.dumps(beat), "EX", self.settings.heartbeat_ttl_s),
+            # Tells API processes that the change channel is alive, so their caches may be trusted.
+            ("PUBLISH", keys.changes_channel, BEAT),
+        ])

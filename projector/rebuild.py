@@ -57,7 +57,7 @@ class RebuildResult:
 
 
 async def _usernames_in_redis(store: StatusStore) -> AsyncIterator[list[str]]:
-    """Every username with a document or with active queue entries, in chunks."""
+    """Every username with a document or with an entry in a members hash, in chunks."""
     k = store.keys
     chunk: list[str] = []
     async for key in store.redis.scan_iter(match=k.document_pattern, count=SCAN_COUNT):
@@ -65,11 +65,12 @@ async def _usernames_in_redis(store: StatusStore) -> AsyncIterator[list[str]]:
         if len(chunk) >= SCAN_COUNT:
             yield chunk
             chunk = []
-    async for name, _ in store.redis.hscan_iter(k.active_members, count=SCAN_COUNT):
-        chunk.append(name.decode())
-        if len(chunk) >= SCAN_COUNT:
-            yield chunk
-            chunk = []
+    for shard in k.all_shards:
+        async for name, _ in store.redis.hscan_iter(k.active_members(shard), count=SCAN_COUNT):
+            chunk.append(name.decode())
+            if len(chunk) >= SCAN_COUNT:
+                yield chunk
+                chunk = []
     if chunk:
         yield chunk
 
@@ -97,10 +98,7 @@ async def _queue_matches(store: StatusStore, conn: AsyncConnection) -> bool:
         " WHERE status IN ('PENDING', 'PROCESSING')"
     )
     active, pending = await cur.fetchone() or (0, 0)
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zcard(store.keys.active_queue)
-    pipe.zcard(store.keys.pending)
-    return [int(active), int(pending)] == [int(n) for n in await pipe.execute()]
+    return (int(active), int(pending)) == await store.queue_sizes()
 
 
 async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
@@ -111,26 +109,31 @@ async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
     """
     k = store.keys
     removed = 0
-    for key, prefix in ((k.active_queue, 0), (k.pending, 0)):
-        chunk: list[bytes] = []
-        async for entry, _ in store.redis.zscan_iter(key, count=SCAN_COUNT):
-            chunk.append(entry[prefix:])
-            if len(chunk) >= SCAN_COUNT:
-                removed += await _drop_unexplained(store, conn, chunk)
-                chunk = []
-        if chunk:
-            removed += await _drop_unexplained(store, conn, chunk)
+    for shard in k.all_shards:
+        for key in (k.active_queue(shard), k.pending(shard)):
+            chunk: list[bytes] = []
+            async for entry, _ in store.redis.zscan_iter(key, count=SCAN_COUNT):
+                chunk.append(entry)
+                if len(chunk) >= SCAN_COUNT:
+                    removed += await _drop_unexplained(store, conn, shard, chunk)
+                    chunk = []
+            if chunk:
+                removed += await _drop_unexplained(store, conn, shard, chunk)
     return removed
 
 
-async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, members: list[bytes]) -> int:
+async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, shard: int, members: list[bytes]) -> int:
     ids = {m.split(b":")[2].decode() for m in members}
     cur = await conn.execute(
         f"SELECT lower(username), {QUEUE_COLUMNS} FROM queue WHERE id = ANY(%s::uuid[])", (list(ids),)
     )
     rows = [(owner, QueueRow(*values)) for owner, *values in await cur.fetchall()]
-    explained = {queue_member(row, owner).encode() for owner, row in rows if is_active(row)}
-    return await store.unlist([m for m in members if m not in explained])
+    explained = {
+        queue_member(row, owner).encode()
+        for owner, row in rows
+        if is_active(row) and store.keys.shard_of(owner) == shard
+    }
+    return await store.unlist(shard, [m for m in members if m not in explained])
 
 
 async def rebuild(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import orjson
 from psycopg import AsyncConnection, IsolationLevel
 
-from shared.store import Projection, StatusStore
+from shared.store import Command, Projection, StatusStore
 from shared.truth import read_usernames, stream_all
 
 SETTLE_S = 2.0
@@ -62,32 +62,29 @@ class Report:
 async def _compare(store: StatusStore, projections: list[Projection]) -> dict[str, str]:
     """Differences between expected projections and what Redis holds, by username."""
     k = store.keys
-    pipe = store.redis.pipeline(transaction=False)
+    commands: list[Command] = []
     for p in projections:
-        pipe.get(k.document(p.document.username))
-        pipe.hget(k.active_members, p.document.username)
-    members = [m for p in projections for m in p.active_members]
-    if members:
-        pipe.zmscore(k.active_queue, members)
-    replies = await pipe.execute()
+        name = p.document.username
+        commands.append(("GET", k.document(name)))
+        commands.append(("HGET", k.active_members(k.shard_of(name)), name))
+        if p.active_members:
+            commands.append(("ZMSCORE", k.active_queue(k.shard_of(name)), *p.active_members))
+    replies = iter(await store.run(commands))
     out: dict[str, str] = {}
-    for i, p in enumerate(projections):
-        doc, held = replies[2 * i], replies[2 * i + 1]
+    for p in projections:
+        doc, held = next(replies), next(replies)
+        scores = next(replies) if p.active_members else []
         expected = p.document
+        held_members = (held or b"").decode().partition(" ")[2]
         if doc is None:
             if expected.state.value != "not_found":
                 out[expected.username] = "document missing"
-            continue
-        stored = orjson.loads(doc)
-        if stored.get("digest") != expected.digest:
+        elif (stored := orjson.loads(doc)).get("digest") != expected.digest:
             out[expected.username] = f"document says {_summary(stored)}, Postgres says {_summary(expected.model_dump(mode='json'))}"
-        elif (held or b"").decode() != " ".join(p.active_members):
+        elif held_members != " ".join(p.active_members):
             out[expected.username] = "active queue entries differ"
-    if members:
-        scores = iter(replies[-1])
-        for p in projections:
-            if any(next(scores) is None for _ in p.active_members):
-                out.setdefault(p.document.username, "active queue entry missing")
+        elif any(score is None for score in scores):
+            out[expected.username] = "active queue entry missing"
     return out
 
 
@@ -115,7 +112,7 @@ async def _queue_totals(store: StatusStore, conn: AsyncConnection, report: Repor
         cur = await conn.execute(_ACTIVE_COUNTS)
         report.counts_postgres = {k: int(n) for k, n in await cur.fetchall()}
     report.queue_size_postgres = sum(report.counts_postgres.values())
-    report.queue_size_redis = int(await store.redis.zcard(store.keys.active_queue))
+    report.queue_size_redis = (await store.queue_sizes())[0]
     report.counts_redis = await store.active_counts()
 
 

@@ -7,10 +7,12 @@ import time
 
 import psycopg
 from psycopg import AsyncConnection
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import RedisError
 
 from shared.errors import PostgresUnavailable, RedisUnavailable, one_line
+from shared.settings import Settings
 
 _RETRY_EVERY_S = 0.25
 
@@ -50,11 +52,29 @@ async def connect_postgres(
             await asyncio.sleep(_RETRY_EVERY_S)
 
 
-def redis_client(url: str, timeout_s: float = 2.0, name: str = "profile-status") -> Redis:
+def redis_client(
+    url: str,
+    timeout_s: float = 2.0,
+    name: str = "profile-status",
+    *,
+    cluster: bool = False,
+    read_from_replicas: bool = False,
+) -> Redis | RedisCluster:
     """A client for `url` (redis://, rediss:// with TLS, passwords included); connects lazily.
 
+    With `cluster`, `url` names any node of a Redis Cluster; `read_from_replicas`
+    then spreads read-only commands over primaries and replicas.
     `name` shows in CLIENT LIST, so operators can tell our connections apart.
     """
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+            client_name=name,
+            load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None,
+        )
     return Redis.from_url(
         url,
         socket_timeout=timeout_s,
@@ -64,7 +84,18 @@ def redis_client(url: str, timeout_s: float = 2.0, name: str = "profile-status")
     )
 
 
-async def wait_for_redis(redis: Redis, url: str, timeout_s: float) -> None:
+def redis_from_settings(settings: Settings, name: str = "profile-status") -> Redis | RedisCluster:
+    """The Redis client the settings describe (a single server or a cluster)."""
+    return redis_client(
+        settings.redis_url,
+        settings.redis_timeout_s,
+        name,
+        cluster=settings.redis_cluster,
+        read_from_replicas=settings.redis_read_from_replicas,
+    )
+
+
+async def wait_for_redis(redis: Redis | RedisCluster, url: str, timeout_s: float) -> None:
     """Return once Redis answers PING; raise `RedisUnavailable` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -2,10 +2,16 @@
 
 A normalized username is made of `[a-z0-9._]`, so the service's own keys use
 `@`, which no username can contain, and never collide with a document key.
+
+Redis Cluster places a key by its hash tag (the text between `{` and `}`)
+when it has one. Keys a Lua script touches together share a tag: the three
+keys of one queue shard share `{prefix + shard}`, the generation and rebuild
+markers share `{prefix}`. Documents have no tag: each lives on its own slot.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "status:"
@@ -18,6 +24,13 @@ class Keys:
     """The names of every key and channel the projector writes, for one prefix."""
 
     prefix: str = DEFAULT_PREFIX
+    # The active queue is split into this many shards by username, so that on a
+    # cluster no single key takes every poll and every change.
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError(f"queue shards must be at least 1, not {self.shards}")
 
     def document(self, username: str) -> str:
         """`status:{username}`: the JSON status document."""
@@ -32,20 +45,30 @@ class Keys:
         """A SCAN pattern for document keys only."""
         return f"{self.prefix}[^@]*"
 
-    @property
-    def active_queue(self) -> str:
-        """Sorted set of every active queue row, ordered like the queue (all scores 0)."""
-        return f"{self.prefix}@queue"
+    def shard_of(self, username: str) -> int:
+        """The queue shard that holds `username`'s active rows (stable across processes)."""
+        return zlib.crc32(username.encode()) % self.shards if self.shards > 1 else 0
+
+    def active_queue(self, shard: int) -> str:
+        """Sorted set of one shard's active queue rows, ordered like the queue (all scores 0)."""
+        return f"{self.prefix}@queue{{{self.prefix}{shard}}}"
+
+    def active_members(self, shard: int) -> str:
+        """Hash of one shard: username -> "{version} {its active members...}" (the version alone when none)."""
+        return f"{self.prefix}@members{{{self.prefix}{shard}}}"
+
+    def pending(self, shard: int) -> str:
+        """One shard's pending members of the active queue, in queue order (counts and oldest per priority)."""
+        return f"{self.prefix}@pending{{{self.prefix}{shard}}}"
+
+    def shard_keys(self, shard: int) -> list[str]:
+        """The keys `write_members.lua` takes, for one shard."""
+        return [self.active_queue(shard), self.pending(shard), self.active_members(shard)]
 
     @property
-    def active_members(self) -> str:
-        """Hash: username -> its members of the active queue, so they can be replaced."""
-        return f"{self.prefix}@members"
-
-    @property
-    def pending(self) -> str:
-        """The pending members of the active queue, in queue order (counts and oldest per priority)."""
-        return f"{self.prefix}@pending"
+    def all_shards(self) -> range:
+        """Every shard number."""
+        return range(self.shards)
 
     @property
     def recent(self) -> str:
@@ -64,12 +87,12 @@ class Keys:
     @property
     def generation(self) -> str:
         """Present once the projection is complete; gone after a flush or an empty restart."""
-        return f"{self.prefix}@generation"
+        return f"{self.prefix}@generation{{{self.prefix}}}"
 
     @property
     def rebuild_marker(self) -> str:
         """Set while a rebuild after data loss runs; a flush meanwhile removes it."""
-        return f"{self.prefix}@rebuilding"
+        return f"{self.prefix}@rebuilding{{{self.prefix}}}"
 
     @property
     def heartbeat(self) -> str:

@@ -1,10 +1,14 @@
 """Reading a username's status straight from Redis, for the API and for other services.
 
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
     from shared.reader import StatusReader
 
     reader = StatusReader(Redis.from_url("redis://..."))
     data = await reader.status("mike_1")   # the API's `data`, or None on a miss
+
+On a Redis Cluster pass a `redis.asyncio.RedisCluster` and the deployment's
+keys: `StatusReader(cluster, Keys("status:", shards=16))` (the projector's
+`PROFILE_STATUS_QUEUE_SHARDS`, 16 by default on a cluster).
 
 On a miss (None) do not conclude NOT_FOUND: the document may have expired or
 not been projected yet. Ask the API (which reads through to Postgres), or retry
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from shared.document import StatusDocument
 from shared.estimates import Estimates
@@ -47,13 +51,13 @@ class Reading:
 class StatusReader:
     """Reads and renders status documents; the API's hit path is this class."""
 
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+    def __init__(self, redis: Redis | RedisCluster, keys: Keys | None = None) -> None:
         self.store = StatusStore(redis, keys)
         self._estimates = Estimates()
         self._estimates_read = float("-inf")
 
     async def read(self, username: str) -> Reading:
-        """The stored document of a normalized username, with its queue position: one round trip."""
+        """The stored document of a normalized username, with its queue position (one round trip; two on a cluster)."""
         raw = await self.store.read(username)
         if raw.document is None:
             return Reading(None, None, False)
@@ -82,6 +86,8 @@ class StatusReader:
         return render(reading.document, now or datetime.now(UTC), reading.position, await self.estimates())
 
 
-async def read_status(redis: Redis, username: str, *, prefix: str = DEFAULT_PREFIX) -> dict[str, Any] | None:
+async def read_status(
+    redis: Redis | RedisCluster, username: str, *, prefix: str = DEFAULT_PREFIX, shards: int = 1
+) -> dict[str, Any] | None:
     """One-shot form of `StatusReader.status`."""
-    return await StatusReader(redis, Keys(prefix)).status(username)
+    return await StatusReader(redis, Keys(prefix, shards)).status(username)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.keys import DEFAULT_PREFIX
+from shared.keys import DEFAULT_PREFIX, Keys
 from shared.store import DOCUMENT_TTL_S, NOT_FOUND_TTL_S
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STARTUP_TIMEOUT_S = 10.0
+# Enough shards that a cluster of a few primaries shares the queue's work evenly.
+CLUSTER_QUEUE_SHARDS = 16
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
         DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "PROFILE_STATUS_REDIS_URL")
     )
     key_prefix: str = DEFAULT_PREFIX
+    # REDIS_URL names one node of a Redis Cluster (the client discovers the rest).
+    redis_cluster: bool = False
+    # Shards of the active queue; 0 picks 1 on a single Redis, 16 on a cluster.
+    # Every process must use the same value; after changing it, run `resync`.
+    queue_shards: int = Field(0, ge=0)
+    # Cluster only: send reads of polls to replicas (milliseconds behind, within the freshness promise).
+    redis_read_from_replicas: bool = False
     startup_timeout_s: float = STARTUP_TIMEOUT_S
     document_ttl_s: int = DOCUMENT_TTL_S
     not_found_ttl_s: int = NOT_FOUND_TTL_S
@@ -60,3 +69,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     redis_timeout_s: float = 2.0
     database_pool_size: int = 4
+
+    def keys(self) -> Keys:
+        """The key names of this deployment."""
+        shards = self.queue_shards or (CLUSTER_QUEUE_SHARDS if self.redis_cluster else 1)
+        return Keys(self.key_prefix, shards)

@@ -1,15 +1,26 @@
-"""The Redis side of the projection: writing documents safely and reading them in one round trip."""
+"""The Redis side of the projection: writing documents safely and reading them cheaply.
+
+The same layout serves a single Redis and a Redis Cluster (see `shared.keys`):
+a document is written by a script on its own key, and the username's queue
+entries by a script on its queue shard, each with the version check, so both
+converge on the newest version whichever order they run in. Change messages
+are published once both have run, so a reader that hears one finds both.
+On a single Redis a poll is one script; on a cluster, two pipelined round trips
+(the document, then its rank in every shard), each spread over the nodes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from importlib import resources
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from shared.document import State, StatusDocument
 from shared.keys import Keys
@@ -41,6 +52,8 @@ class Projection:
 
 
 WRITTEN, UNCHANGED, STALE = 2, 1, 0
+MEMBERS_MOVED = 2
+RECENT_KEPT = 1000
 PRIORITY_RANKS = "012"
 _EPOCH_OFFSET_US = 10**17  # as in shared.rules: member timestamps are offset microseconds
 WAS_PENDING, WAS_PROCESSING = 1, 2
@@ -75,48 +88,85 @@ def _lua(name: str) -> str:
     return resources.files("shared").joinpath("lua", name).read_text()
 
 
-class StatusStore:
-    """Reads and writes status documents under one key prefix."""
+@dataclass(frozen=True, slots=True)
+class _Script:
+    """A Lua script called by its SHA; loaded into Redis (every primary of a cluster) on NOSCRIPT."""
 
-    def __init__(self, redis: Redis, keys: Keys | None = None, ttl: TtlPolicy | None = None) -> None:
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+    def command(self, keys: Sequence[str], args: Sequence[Any], *, read_only: bool = False) -> tuple[Any, ...]:
+        # EVALSHA_RO may run on a replica (when the client reads from replicas).
+        return ("EVALSHA_RO" if read_only else "EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+_WRITE_DOCUMENT = _Script(_lua("write_document.lua"))
+_WRITE_MEMBERS = _Script(_lua("write_members.lua"))
+_READ = _Script(_lua("read_status.lua"))
+_UNLIST = _Script(_lua("unlist_members.lua"))
+_OLDER = _Script(_lua("older_documents.lua"))
+_RANK_IN_SHARD = _Script(_lua("rank_in_shard.lua"))
+_SCRIPTS = (_WRITE_DOCUMENT, _WRITE_MEMBERS, _READ, _UNLIST, _OLDER, _RANK_IN_SHARD)
+
+Command = tuple[Any, ...]
+
+
+class StatusStore:
+    """Reads and writes status documents under one key prefix, on a single Redis or a cluster."""
+
+    def __init__(self, redis: Redis | RedisCluster, keys: Keys | None = None, ttl: TtlPolicy | None = None) -> None:
         self.redis = redis
         self.keys = keys or Keys()
         self.ttl = ttl or TtlPolicy()
-        self._write = redis.register_script(_lua("write_status.lua"))
-        self._read = redis.register_script(_lua("read_status.lua"))
-        self._unlist = redis.register_script(_lua("unlist_members.lua"))
-        self._older = redis.register_script(_lua("older_documents.lua"))
+        self.clustered = isinstance(redis, RedisCluster)
+
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """Send `commands` in one pipeline (per node on a cluster); load our scripts and retry once on NOSCRIPT."""
+        if not commands:
+            return []
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                # A restarted, flushed or new node has no scripts; every call here is safe to repeat.
+                if attempt == 2:
+                    raise
+                await self._load_scripts()
+        raise AssertionError("unreachable")
+
+    async def _load_scripts(self) -> None:
+        for script in _SCRIPTS:
+            if self.clustered:  # replicas too: they run the read-only calls
+                await self.redis.execute_command("SCRIPT LOAD", script.source, target_nodes=RedisCluster.ALL_NODES)
+            else:
+                await self.redis.script_load(script.source)
 
     async def write(self, projections: Sequence[Projection]) -> WriteOutcome:
-        """Store each projection unless Redis already holds a newer version (one pipeline)."""
+        """Store each projection unless Redis already holds a newer version, then announce the changes."""
         if not projections:
             return WriteOutcome()
         k = self.keys
-        now_ms = int(time.time() * 1000)
-        pipe = self.redis.pipeline(transaction=False)
+        commands: list[Command] = []
         for p in projections:
             doc = p.document
-            await self._write(
-                keys=[
-                    k.document(doc.username),
-                    k.active_queue,
-                    k.active_members,
-                    k.pending,
-                    k.recent,
-                ],
-                args=[
-                    doc.username,
-                    doc.version,
-                    doc.digest,
-                    doc.model_dump_json(),
-                    self.ttl.ttl_for(doc),
-                    " ".join(p.active_members),
-                    k.changes_channel,
-                    now_ms,
-                ],
-                client=pipe,
-            )
-        codes = tuple(int(c) for c in await pipe.execute())
+            name = doc.username
+            commands.append(_WRITE_DOCUMENT.command(
+                [k.document(name)], [doc.version, doc.digest, doc.to_json(), self.ttl.ttl_for(doc)]
+            ))
+            commands.append(_WRITE_MEMBERS.command(
+                k.shard_keys(k.shard_of(name)),
+                [name, doc.version, " ".join(p.active_members), "1" if doc.state is State.NOT_FOUND else "0"],
+            ))
+        replies = await self.run(commands)
+        codes = tuple(int(c) for c in replies[0::2])
+        moved = [int(m) == MEMBERS_MOVED for m in replies[1::2]]
+        await self._announce(projections, codes, moved)
         outcomes = [c % 10 for c in codes]
         return WriteOutcome(
             written=outcomes.count(WRITTEN),
@@ -125,29 +175,50 @@ class StatusStore:
             codes=codes,
         )
 
+    async def _announce(self, projections: Sequence[Projection], codes: Sequence[int], moved: Sequence[bool]) -> None:
+        """Publish `"{username} {version} {1 if its queue entries moved else 0}"` per change; note written ones as recent."""
+        k = self.keys
+        commands: list[Command] = []
+        recent: dict[str, int] = {}
+        now_ms = int(time.time() * 1000)
+        for p, code, queue_moved in zip(projections, codes, moved, strict=True):
+            written = code % 10 == WRITTEN
+            if written or queue_moved:
+                doc = p.document
+                commands.append(("PUBLISH", k.changes_channel, f"{doc.username} {doc.version} {int(queue_moved)}"))
+            if written:
+                recent[p.document.username] = now_ms
+        if recent:
+            commands.append(("ZADD", k.recent, *(x for name, ms in recent.items() for x in (ms, name))))
+            commands.append(("ZREMRANGEBYRANK", k.recent, 0, -RECENT_KEPT - 1))
+        await self.run(commands)
+
     def read_counts(self, pipe: Pipeline) -> None:
         """Queue on `pipe` the reads of the active counts and oldest pending jobs; parse with `parse_counts`."""
         k = self.keys
-        for rank in PRIORITY_RANKS:
-            low, high = f"[{rank}:", f"({rank};"  # every member of this priority rank
-            pipe.zlexcount(k.active_queue, low, high)
-            pipe.zlexcount(k.pending, low, high)
-            pipe.zrange(k.pending, low, high, bylex=True, offset=0, num=1)
+        for shard in k.all_shards:
+            for rank in PRIORITY_RANKS:
+                low, high = f"[{rank}:", f"({rank};"  # every member of this priority rank
+                pipe.zlexcount(k.active_queue(shard), low, high)
+                pipe.zlexcount(k.pending(shard), low, high)
+                pipe.zrange(k.pending(shard), low, high, bylex=True, offset=0, num=1)
 
-    @staticmethod
-    def parse_counts(replies: Sequence[Any]) -> tuple[dict[str, int], int | None]:
+    def parse_counts(self, replies: Sequence[Any]) -> tuple[dict[str, int], int | None]:
         """({"0P": pending HIGH rows, "0R": running HIGH rows, ...} without zeros, oldest pending
         timestamp in µs since the epoch or None) from the replies of `read_counts`."""
         counts: dict[str, int] = {}
         oldest: int | None = None
-        for i, rank in enumerate(PRIORITY_RANKS):
-            active, pending, first = replies[3 * i : 3 * i + 3]
-            for state, n in (("P", int(pending)), ("R", int(active) - int(pending))):
-                if n:
-                    counts[rank + state] = n
-            if first and int(first[0][2:22]) > 0:  # a NULL timestamp has no age
-                us = int(first[0][2:22]) - _EPOCH_OFFSET_US
-                oldest = us if oldest is None else min(oldest, us)
+        per_shard = 3 * len(PRIORITY_RANKS)
+        for shard in self.keys.all_shards:
+            shard_replies = replies[shard * per_shard : (shard + 1) * per_shard]
+            for i, rank in enumerate(PRIORITY_RANKS):
+                active, pending, first = shard_replies[3 * i : 3 * i + 3]
+                for state, n in (("P", int(pending)), ("R", int(active) - int(pending))):
+                    if n:
+                        counts[rank + state] = counts.get(rank + state, 0) + n
+                if first and int(first[0][2:22]) > 0:  # a NULL timestamp has no age
+                    us = int(first[0][2:22]) - _EPOCH_OFFSET_US
+                    oldest = us if oldest is None else min(oldest, us)
         return counts, oldest
 
     async def active_counts(self) -> dict[str, int]:
@@ -156,24 +227,66 @@ class StatusStore:
         self.read_counts(pipe)
         return self.parse_counts(await pipe.execute())[0]
 
+    async def queue_sizes(self) -> tuple[int, int]:
+        """(active entries, pending entries) over every shard."""
+        k = self.keys
+        replies = await self.run(
+            [("ZCARD", key) for s in k.all_shards for key in (k.active_queue(s), k.pending(s))]
+        )
+        return sum(int(n) for n in replies[0::2]), sum(int(n) for n in replies[1::2])
+
     async def older_than(self, usernames: Sequence[str], version: int) -> list[str]:
         """Of `usernames`, those whose document is missing or older than `version` (compared in Redis)."""
         if not usernames:
             return []
-        found = await self._older(keys=[self.keys.document(n) for n in usernames], args=[version])
-        return [usernames[int(i) - 1] for i in found]
+        keys = [self.keys.document(n) for n in usernames]
+        if self.clustered:  # documents live on different slots: one call each, pipelined per node
+            replies = await self.run([_OLDER.command([key], [version]) for key in keys])
+            return [name for name, found in zip(usernames, replies, strict=True) if found]
+        found = await self.run([_OLDER.command(keys, [version])])
+        return [usernames[int(i) - 1] for i in found[0]]
 
-    async def unlist(self, members: Sequence[bytes | str]) -> int:
-        """Remove active-queue members no row explains; returns how many entries went."""
+    async def unlist(self, shard: int, members: Sequence[bytes | str]) -> int:
+        """Remove from one shard the active-queue members no row explains; returns how many entries went."""
         if not members:
             return 0
         k = self.keys
-        return int(await self._unlist(keys=[k.active_queue, k.pending], args=list(members)))
+        replies = await self.run([_UNLIST.command([k.active_queue(shard), k.pending(shard)], list(members))])
+        return int(replies[0])
 
     async def read(self, username: str) -> RawStatus:
         """The document of `username` with its rank and the active queue's size."""
         k = self.keys
-        doc, rank, size, generation = await self._read(
-            keys=[k.document(username), k.active_queue, k.generation]
+        shard = k.shard_of(username)
+        if not self.clustered:
+            keys = [k.document(username), k.generation, *(k.active_queue(s) for s in k.all_shards)]
+            doc, rank, size, generation = (await self.run([_READ.command(keys, [shard])]))[0]
+            return RawStatus(document=doc, rank=rank, queue_size=int(size), complete=bool(generation))
+        doc, generation = await self.run([("GET", k.document(username)), ("EXISTS", k.generation)])
+        member = _queue_member(doc)
+        if member is None:
+            return RawStatus(document=doc, rank=None, queue_size=0, complete=bool(generation))
+        parts = await self.run(
+            [_RANK_IN_SHARD.command([k.active_queue(s)], [member, int(s == shard)], read_only=True) for s in k.all_shards]
         )
-        return RawStatus(document=doc, rank=rank, queue_size=int(size), complete=bool(generation))
+        return RawStatus(
+            document=doc,
+            rank=sum(int(before) for before, _, _ in parts) if any(int(p[2]) for p in parts) else None,
+            queue_size=sum(int(size) for _, size, _ in parts),
+            complete=bool(generation),
+        )
+
+
+_MEMBER_FIELD = b'"queue_member":"'
+
+
+def _queue_member(doc: bytes | None) -> bytes | None:
+    """The document's own queue entry, found as read_status.lua finds it."""
+    if doc is None:
+        return None
+    start = doc.find(_MEMBER_FIELD)
+    if start < 0:
+        return None
+    start += len(_MEMBER_FIELD)
+    return doc[start : doc.index(b'"', start)]
+

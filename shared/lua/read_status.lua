@@ -1,8 +1,9 @@
--- One round trip for a poll: the document, and its job's place in the queue.
--- KEYS: 1 document, 2 active-queue sorted set, 3 generation marker
+-- One round trip for a poll on a single Redis: the document, and its job's place in the queue.
+-- KEYS: 1 document, 2 generation marker, 3.. the queue shards in order
+-- ARGV: 1 the username's own shard (0-based)
 -- Returns {document or false, rank or false, queue size, generation present (0/1)}.
 local doc = redis.call('GET', KEYS[1])
-local generation = redis.call('EXISTS', KEYS[3])
+local generation = redis.call('EXISTS', KEYS[2])
 if not doc then
     return {false, false, 0, generation}
 end
@@ -10,4 +11,19 @@ local member = string.match(doc, '"queue_member":"([^"]+)"')
 if not member then
     return {doc, false, 0, generation}
 end
-return {doc, redis.call('ZRANK', KEYS[2], member) or false, redis.call('ZCARD', KEYS[2]), generation}
+local size = 0
+for i = 3, #KEYS do
+    size = size + redis.call('ZCARD', KEYS[i])
+end
+if #KEYS == 3 then
+    return {doc, redis.call('ZRANK', KEYS[3], member) or false, size, generation}
+end
+if not redis.call('ZSCORE', KEYS[3 + tonumber(ARGV[1])], member) then
+    return {doc, false, size, generation}
+end
+-- Shards sort alike: the rank is how many members of every shard sort before this one.
+local rank = 0
+for i = 3, #KEYS do
+    rank = rank + redis.call('ZLEXCOUNT', KEYS[i], '-', '(' .. member)
+end
+return {doc, rank, size, generation}

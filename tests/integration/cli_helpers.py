@@ -18,6 +18,8 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "PROFILE_STATUS_KEY_PREFIX": settings.key_prefix,
+        "PROFILE_STATUS_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
+        "PROFILE_STATUS_QUEUE_SHARDS": str(settings.queue_shards),
         "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
         **extra,
     }

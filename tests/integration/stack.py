@@ -131,6 +131,8 @@ class ProjectorProcess:
             "DATABASE_URL": self.settings.database_url,
             "REDIS_URL": self.settings.redis_url,
             "PROFILE_STATUS_KEY_PREFIX": self.settings.key_prefix,
+            "PROFILE_STATUS_REDIS_CLUSTER": str(self.settings.redis_cluster).lower(),
+            "PROFILE_STATUS_QUEUE_SHARDS": str(self.settings.queue_shards),
             "PROFILE_STATUS_HEARTBEAT_INTERVAL_S": "0.2",
             "PROFILE_STATUS_SAFETY_POLL_S": "1",
             "PROFILE_STATUS_RETRY_MAX_DELAY_S": "1",

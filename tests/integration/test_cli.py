@@ -18,7 +18,6 @@ import redis
 from psycopg.conninfo import make_conninfo
 
 from profile_status.embedded import free_port
-from shared.keys import Keys
 from shared.settings import Settings
 from tests.integration.cli_helpers import CLI, cli_env, run_cli
 from tests.integration.rows import add_job, add_profile
@@ -41,7 +40,7 @@ def projector_process(settings: Settings) -> Iterator[subprocess.Popen[str]]:
 
 
 def _wait_heartbeat(rds: redis.Redis, settings: Settings) -> None:
-    eventually(lambda: rds.exists(Keys(settings.key_prefix).heartbeat), timeout=15)
+    eventually(lambda: rds.exists(settings.keys().heartbeat), timeout=15)
 
 
 @pytest.fixture
@@ -142,17 +141,18 @@ def _get(url: str) -> int:
 def test_verify_finds_differences_and_resync_repairs_them(
     settings: Settings, projector_process: subprocess.Popen[str], db: psycopg.Connection, rds: redis.Redis
 ) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     for i in range(20):
         add_job(db, f"user_{i}", priority=("HIGH", "LOW")[i % 2])
     add_profile(db, "famous")
     _wait_heartbeat(rds, settings)
-    eventually(lambda: rds.zcard(keys.active_queue) == 20)
+    eventually(lambda: sum(rds.zcard(keys.active_queue(s)) for s in keys.all_shards) == 20)
     assert run_cli(settings, "verify").returncode == 0
     projector_process.send_signal(signal.SIGTERM)
     assert projector_process.wait(5) == 0
     rds.delete(keys.document("user_3"))
-    rds.zrem(keys.active_queue, rds.zrange(keys.active_queue, 0, 0)[0])
+    shard = keys.shard_of("user_0")
+    rds.zrem(keys.active_queue(shard), rds.hget(keys.active_members(shard), "user_0").split()[1])
     rds.set(keys.document("ghost"), rds.get(keys.document("famous")).replace(b'"famous"', b'"ghost"'))
     result = run_cli(settings, "verify", "--settle", "0.1")
     assert result.returncode == 1

@@ -72,7 +72,7 @@ def fleet(settings: Settings) -> Iterator[list[ProjectorProcess]]:
 
 
 def test_failover_under_load(settings: Settings, database_url: str, fleet: list[ProjectorProcess]) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     client = redis.Redis.from_url(settings.redis_url)
     watch = VersionWatch(settings.redis_url, keys)
     fleet.extend(ProjectorProcess(settings).start() for _ in range(3))
@@ -133,7 +133,7 @@ def _partitions_of(client: redis.Redis, keys: Keys, pid: int) -> set[int]:
 def test_partitions_rebalance_as_projectors_join_and_leave(
     settings: Settings, database_url: str, fleet: list[ProjectorProcess]
 ) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     client = redis.Redis.from_url(settings.redis_url)
     env = {"PROFILE_STATUS_PARTITIONS": "4"}
     writer = WriterThread(database_url, random.randrange(2**32)).start()

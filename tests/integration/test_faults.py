@@ -55,7 +55,7 @@ def proc(settings: Settings) -> Iterator[ProjectorProcess]:
 def _heartbeat(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        eventually(lambda: client.exists(Keys(settings.key_prefix).heartbeat), timeout=20)
+        eventually(lambda: client.exists(settings.keys().heartbeat), timeout=20)
     finally:
         client.close()
 
@@ -140,13 +140,13 @@ def _contents(client: redis.Redis, keys: Keys) -> dict[str, dict[str, object]]:
 def test_replaying_the_change_log_changes_no_document(
     settings: Settings, database_url: str, db: psycopg.Connection, rds: redis.Redis, proc: ProjectorProcess
 ) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     workload = Workload(_seed())
     for _ in range(300):
         workload.transaction(db)
     wait_converged(settings)
     before = _contents(rds, keys)
-    queue_before = rds.zrange(keys.active_queue, 0, -1)
+    queue_before = rds.zrange(keys.active_queue(0), 0, -1)
     db.execute(
         "INSERT INTO profile_status_changes_v1 (username, source)"
         " SELECT lower(username), 'replay' FROM queue UNION ALL SELECT lower(username), 'replay' FROM primary_profiles"
@@ -154,7 +154,7 @@ def test_replaying_the_change_log_changes_no_document(
     db.execute("NOTIFY profile_status_v1")
     eventually(lambda: db.execute("SELECT count(*) FROM profile_status_changes_v1").fetchone() == (0,), timeout=20)
     assert _contents(rds, keys) == before
-    assert rds.zrange(keys.active_queue, 0, -1) == queue_before
+    assert rds.zrange(keys.active_queue(0), 0, -1) == queue_before
 
 
 def test_old_versions_are_rejected(settings: Settings, db: psycopg.Connection, rds: redis.Redis, proc: ProjectorProcess) -> None:
@@ -164,7 +164,7 @@ def test_old_versions_are_rejected(settings: Settings, db: psycopg.Connection, r
     from shared.document import StatusDocument
     from shared.store import Projection
 
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     db.execute("INSERT INTO queue (username, source, priority, request_id) VALUES ('replayed', 't', 'HIGH', 'r-1')")
     eventually(lambda: rds.exists(keys.document("replayed")))
     first = StatusDocument.model_validate_json(rds.get(keys.document("replayed")) or b"")

@@ -17,7 +17,7 @@ import redis
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.keys import Keys
+from shared.connections import redis_from_settings
 from shared.reader import StatusReader
 from shared.settings import Settings
 from tests.integration.rows import add_job, add_profile, expected_data
@@ -274,11 +274,9 @@ def test_another_service_reads_with_the_shared_reader(
     eventually(lambda: _get(http, "shared_reader").json()["data"].get("queue_position") == 2)
 
     async def read() -> dict[str, Any] | None:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(settings.redis_url)
+        client = redis_from_settings(settings)
         try:
-            reader = StatusReader(client, Keys(settings.key_prefix))
+            reader = StatusReader(client, settings.keys())
             assert await reader.status("nobody_known") is None  # a miss, not NOT_FOUND
             return await reader.status("@Shared_Reader")
         finally:

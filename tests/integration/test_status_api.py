@@ -16,7 +16,6 @@ import psycopg
 import pytest
 import redis
 
-from shared.keys import Keys
 from shared.settings import Settings
 from tests.integration.rows import add_job, add_profile, expected_data
 from tests.integration.stack import ApiThread, ProjectorThread, eventually
@@ -205,7 +204,7 @@ def test_a_miss_reads_through_and_never_says_not_found_wrongly(
 
 
 def _miss_path(http: httpx.Client, db: psycopg.Connection, rds: redis.Redis, settings: Settings) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     add_job(db, "evicted", status="PENDING")
     eventually(lambda: status(http, "evicted")["status"] == "PENDING")
     rds.delete(keys.document("evicted"))
@@ -219,7 +218,7 @@ def _miss_path(http: httpx.Client, db: psycopg.Connection, rds: redis.Redis, set
 def test_documents_have_ttls_and_the_projector_a_heartbeat(
     http: httpx.Client, db: psycopg.Connection, rds: redis.Redis, settings: Settings
 ) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys()
     add_job(db, "ttl_user")
     eventually(lambda: rds.exists(keys.document("ttl_user")))
     assert 0 < rds.ttl(keys.document("ttl_user")) <= settings.document_ttl_s
@@ -232,7 +231,7 @@ def test_documents_have_ttls_and_the_projector_a_heartbeat(
 def test_a_corrupt_document_is_a_500_without_a_traceback(
     http: httpx.Client, rds: redis.Redis, settings: Settings
 ) -> None:
-    rds.set(Keys(settings.key_prefix).document("corrupt"), b"{not json")
+    rds.set(settings.keys().document("corrupt"), b"{not json")
     response = http.get("/api/profile/corrupt/status")
     assert response.status_code == 500
     assert response.json() == {"success": False, "detail": "Failed to check profile status"}

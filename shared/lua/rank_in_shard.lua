@@ -1,0 +1,8 @@
+-- One shard's part of a job's position on a cluster (see read_status.lua for a single Redis).
+-- KEYS: 1 the shard's active-queue sorted set. ARGV: 1 the job's member, 2 "1" on the job's own shard.
+-- Returns {members sorting before it, the shard's size, 1 if listed here (own shard only) else 0}.
+local listed = 0
+if ARGV[2] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    listed = 1
+end
+return {redis.call('ZLEXCOUNT', KEYS[1], '-', '(' .. ARGV[1]), redis.call('ZCARD', KEYS[1]), listed}
