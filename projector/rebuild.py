@@ -110,19 +110,21 @@ async def _sweep_queue(store: StatusStore, conn: AsyncConnection) -> int:
     k = store.keys
     removed = 0
     for shard in k.all_shards:
-        for key in (k.active_queue(shard), k.pending(shard)):
+        for key in k.queue_sets(shard):
             chunk: list[bytes] = []
             async for entry, _ in store.redis.zscan_iter(key, count=SCAN_COUNT):
                 chunk.append(entry)
                 if len(chunk) >= SCAN_COUNT:
-                    removed += await _drop_unexplained(store, conn, shard, chunk)
+                    removed += await _drop_unexplained(store, conn, shard, key, chunk)
                     chunk = []
             if chunk:
-                removed += await _drop_unexplained(store, conn, shard, chunk)
+                removed += await _drop_unexplained(store, conn, shard, key, chunk)
     return removed
 
 
-async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, shard: int, members: list[bytes]) -> int:
+async def _drop_unexplained(
+    store: StatusStore, conn: AsyncConnection, shard: int, key: str, members: list[bytes]
+) -> int:
     ids = {m.split(b":")[2].decode() for m in members}
     cur = await conn.execute(
         f"SELECT lower(username), {QUEUE_COLUMNS} FROM queue WHERE id = ANY(%s::uuid[])", (list(ids),)
@@ -133,7 +135,7 @@ async def _drop_unexplained(store: StatusStore, conn: AsyncConnection, shard: in
         for owner, row in rows
         if is_active(row) and store.keys.shard_of(owner) == shard
     }
-    return await store.unlist(shard, [m for m in members if m not in explained])
+    return await store.unlist(key, [m for m in members if m not in explained])
 
 
 async def rebuild(

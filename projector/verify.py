@@ -10,13 +10,14 @@ time, so changes the projector is applying at that moment do not count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 from psycopg import AsyncConnection, IsolationLevel
 
+from shared.keys import Keys
 from shared.store import Command, Projection, StatusStore
 from shared.truth import read_usernames, stream_all
 
@@ -67,13 +68,13 @@ async def _compare(store: StatusStore, projections: list[Projection]) -> dict[st
         name = p.document.username
         commands.append(("GET", k.document(name)))
         commands.append(("HGET", k.active_members(k.shard_of(name)), name))
-        if p.active_members:
-            commands.append(("ZMSCORE", k.active_queue(k.shard_of(name)), *p.active_members))
+        for key, members in _by_set(k, name, p.active_members).items():
+            commands.append(("ZMSCORE", key, *members))
     replies = iter(await store.run(commands))
     out: dict[str, str] = {}
     for p in projections:
         doc, held = next(replies), next(replies)
-        scores = next(replies) if p.active_members else []
+        scores = [s for _ in _by_set(k, p.document.username, p.active_members) for s in next(replies)]
         expected = p.document
         held_members = (held or b"").decode().partition(" ")[2]
         if doc is None:
@@ -85,6 +86,14 @@ async def _compare(store: StatusStore, projections: list[Projection]) -> dict[st
             out[expected.username] = "active queue entries differ"
         elif any(score is None for score in scores):
             out[expected.username] = "active queue entry missing"
+    return out
+
+
+def _by_set(keys: Keys, username: str, members: Sequence[str]) -> dict[str, list[str]]:
+    """A username's members by the queue set that should hold each."""
+    out: dict[str, list[str]] = {}
+    for m in members:
+        out.setdefault(keys.set_of(keys.shard_of(username), m), []).append(m)
     return out
 
 

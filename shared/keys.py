@@ -49,21 +49,29 @@ class Keys:
         """The queue shard that holds `username`'s active rows (stable across processes)."""
         return zlib.crc32(username.encode()) % self.shards if self.shards > 1 else 0
 
-    def active_queue(self, shard: int) -> str:
-        """Sorted set of one shard's active queue rows, ordered like the queue (all scores 0)."""
-        return f"{self.prefix}@queue{{{self.prefix}{shard}}}"
+    def pending(self, shard: int) -> str:
+        """Sorted set of one shard's pending queue rows, ordered like the queue (all scores 0)."""
+        return f"{self.prefix}@pending{{{self.prefix}{shard}}}"
+
+    def running(self, shard: int) -> str:
+        """Sorted set of one shard's PROCESSING queue rows, ordered like the queue (all scores 0)."""
+        return f"{self.prefix}@running{{{self.prefix}{shard}}}"
 
     def active_members(self, shard: int) -> str:
         """Hash of one shard: username -> "{version} {its active members...}" (the version alone when none)."""
         return f"{self.prefix}@members{{{self.prefix}{shard}}}"
 
-    def pending(self, shard: int) -> str:
-        """One shard's pending members of the active queue, in queue order (counts and oldest per priority)."""
-        return f"{self.prefix}@pending{{{self.prefix}{shard}}}"
+    def queue_sets(self, shard: int) -> list[str]:
+        """The two sorted sets of one shard's active rows: pending, then running."""
+        return [self.pending(shard), self.running(shard)]
+
+    def set_of(self, shard: int, member: str) -> str:
+        """The sorted set that holds `member` (its last letter says P for pending, R for running)."""
+        return self.pending(shard) if member.endswith("P") else self.running(shard)
 
     def shard_keys(self, shard: int) -> list[str]:
         """The keys `write_members.lua` takes, for one shard."""
-        return [self.active_queue(shard), self.pending(shard), self.active_members(shard)]
+        return [self.pending(shard), self.running(shard), self.active_members(shard)]
 
     @property
     def all_shards(self) -> range:

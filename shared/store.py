@@ -106,10 +106,9 @@ class _Script:
 _WRITE_DOCUMENT = _Script(_lua("write_document.lua"))
 _WRITE_MEMBERS = _Script(_lua("write_members.lua"))
 _READ = _Script(_lua("read_status.lua"))
-_UNLIST = _Script(_lua("unlist_members.lua"))
 _OLDER = _Script(_lua("older_documents.lua"))
 _RANK_IN_SHARD = _Script(_lua("rank_in_shard.lua"))
-_SCRIPTS = (_WRITE_DOCUMENT, _WRITE_MEMBERS, _READ, _UNLIST, _OLDER, _RANK_IN_SHARD)
+_SCRIPTS = (_WRITE_DOCUMENT, _WRITE_MEMBERS, _READ, _OLDER, _RANK_IN_SHARD)
 
 Command = tuple[Any, ...]
 
@@ -199,8 +198,8 @@ class StatusStore:
         for shard in k.all_shards:
             for rank in PRIORITY_RANKS:
                 low, high = f"[{rank}:", f"({rank};"  # every member of this priority rank
-                pipe.zlexcount(k.active_queue(shard), low, high)
                 pipe.zlexcount(k.pending(shard), low, high)
+                pipe.zlexcount(k.running(shard), low, high)
                 pipe.zrange(k.pending(shard), low, high, bylex=True, offset=0, num=1)
 
     def parse_counts(self, replies: Sequence[Any]) -> tuple[dict[str, int], int | None]:
@@ -208,17 +207,15 @@ class StatusStore:
         timestamp in µs since the epoch or None) from the replies of `read_counts`."""
         counts: dict[str, int] = {}
         oldest: int | None = None
-        per_shard = 3 * len(PRIORITY_RANKS)
-        for shard in self.keys.all_shards:
-            shard_replies = replies[shard * per_shard : (shard + 1) * per_shard]
-            for i, rank in enumerate(PRIORITY_RANKS):
-                active, pending, first = shard_replies[3 * i : 3 * i + 3]
-                for state, n in (("P", int(pending)), ("R", int(active) - int(pending))):
-                    if n:
-                        counts[rank + state] = counts.get(rank + state, 0) + n
-                if first and int(first[0][2:22]) > 0:  # a NULL timestamp has no age
-                    us = int(first[0][2:22]) - _EPOCH_OFFSET_US
-                    oldest = us if oldest is None else min(oldest, us)
+        for i in range(0, len(replies), 3):
+            rank = PRIORITY_RANKS[i // 3 % len(PRIORITY_RANKS)]
+            pending, running, first = replies[i : i + 3]
+            for state, n in (("P", int(pending)), ("R", int(running))):
+                if n:
+                    counts[rank + state] = counts.get(rank + state, 0) + n
+            if first and int(first[0][2:22]) > 0:  # a NULL timestamp has no age
+                us = int(first[0][2:22]) - _EPOCH_OFFSET_US
+                oldest = us if oldest is None else min(oldest, us)
         return counts, oldest
 
     async def active_counts(self) -> dict[str, int]:
@@ -230,10 +227,9 @@ class StatusStore:
     async def queue_sizes(self) -> tuple[int, int]:
         """(active entries, pending entries) over every shard."""
         k = self.keys
-        replies = await self.run(
-            [("ZCARD", key) for s in k.all_shards for key in (k.active_queue(s), k.pending(s))]
-        )
-        return sum(int(n) for n in replies[0::2]), sum(int(n) for n in replies[1::2])
+        replies = await self.run([("ZCARD", key) for s in k.all_shards for key in k.queue_sets(s)])
+        pending, running = sum(int(n) for n in replies[0::2]), sum(int(n) for n in replies[1::2])
+        return pending + running, pending
 
     async def older_than(self, usernames: Sequence[str], version: int) -> list[str]:
         """Of `usernames`, those whose document is missing or older than `version` (compared in Redis)."""
@@ -246,20 +242,18 @@ class StatusStore:
         found = await self.run([_OLDER.command(keys, [version])])
         return [usernames[int(i) - 1] for i in found[0]]
 
-    async def unlist(self, shard: int, members: Sequence[bytes | str]) -> int:
-        """Remove from one shard the active-queue members no row explains; returns how many entries went."""
+    async def unlist(self, key: str, members: Sequence[bytes | str]) -> int:
+        """Remove from one queue set the members no row explains; returns how many entries went."""
         if not members:
             return 0
-        k = self.keys
-        replies = await self.run([_UNLIST.command([k.active_queue(shard), k.pending(shard)], list(members))])
-        return int(replies[0])
+        return int(await self.redis.zrem(key, *members))
 
     async def read(self, username: str) -> RawStatus:
         """The document of `username` with its rank and the active queue's size."""
         k = self.keys
         shard = k.shard_of(username)
         if not self.clustered:
-            keys = [k.document(username), k.generation, *(k.active_queue(s) for s in k.all_shards)]
+            keys = [k.document(username), k.generation, *(key for s in k.all_shards for key in k.queue_sets(s))]
             doc, rank, size, generation = (await self.run([_READ.command(keys, [shard])]))[0]
             return RawStatus(document=doc, rank=rank, queue_size=int(size), complete=bool(generation))
         doc, generation = await self.run([("GET", k.document(username)), ("EXISTS", k.generation)])
@@ -267,7 +261,7 @@ class StatusStore:
         if member is None:
             return RawStatus(document=doc, rank=None, queue_size=0, complete=bool(generation))
         parts = await self.run(
-            [_RANK_IN_SHARD.command([k.active_queue(s)], [member, int(s == shard)], read_only=True) for s in k.all_shards]
+            [_RANK_IN_SHARD.command(k.queue_sets(s), [member, int(s == shard)], read_only=True) for s in k.all_shards]
         )
         return RawStatus(
             document=doc,

@@ -146,13 +146,14 @@ def test_verify_finds_differences_and_resync_repairs_them(
         add_job(db, f"user_{i}", priority=("HIGH", "LOW")[i % 2])
     add_profile(db, "famous")
     _wait_heartbeat(rds, settings)
-    eventually(lambda: sum(rds.zcard(keys.active_queue(s)) for s in keys.all_shards) == 20)
+    eventually(lambda: sum(rds.zcard(key) for s in keys.all_shards for key in keys.queue_sets(s)) == 20)
     assert run_cli(settings, "verify").returncode == 0
     projector_process.send_signal(signal.SIGTERM)
     assert projector_process.wait(5) == 0
     rds.delete(keys.document("user_3"))
     shard = keys.shard_of("user_0")
-    rds.zrem(keys.active_queue(shard), rds.hget(keys.active_members(shard), "user_0").split()[1])
+    member = rds.hget(keys.active_members(shard), "user_0").split()[1].decode()
+    rds.zrem(keys.set_of(shard, member), member)
     rds.set(keys.document("ghost"), rds.get(keys.document("famous")).replace(b'"famous"', b'"ghost"'))
     result = run_cli(settings, "verify", "--settle", "0.1")
     assert result.returncode == 1

@@ -55,7 +55,8 @@ async def _entries(store: StatusStore) -> list[bytes]:
     k = store.keys
     out: list[bytes] = []
     for shard in k.all_shards:
-        out += await store.redis.zrange(k.active_queue(shard), 0, -1)
+        for key in k.queue_sets(shard):
+            out += await store.redis.zrange(key, 0, -1)
     return sorted(out)
 
 

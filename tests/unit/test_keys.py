@@ -19,7 +19,7 @@ def test_the_keys_of_one_shard_share_a_slot() -> None:
 
 def test_shards_live_on_different_slots() -> None:
     keys = Keys("status:", shards=16)
-    assert len({key_slot(keys.active_queue(s).encode()) for s in keys.all_shards}) == 16
+    assert len({key_slot(keys.pending(s).encode()) for s in keys.all_shards}) == 16
 
 
 def test_the_generation_and_rebuild_markers_share_a_slot() -> None:
