@@ -6,7 +6,9 @@ rows into documents with the same pure rules (`shared.rules`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import gc
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +35,7 @@ FROM queue WHERE status IN ('PENDING', 'PROCESSING')
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class UsernameRows:
     """Every row, in any letter case, of one normalized username."""
 
@@ -51,10 +53,30 @@ class Snapshot:
     def projections(self, projected_at: datetime) -> list[Projection]:
         """Documents and active queue members for every username read."""
         version = self.version
-        return [
-            Projection(*project_with_members(name, r.profiles, r.queue, version=version, projected_at=projected_at))
-            for name, r in self.rows.items()
-        ]
+        with collector_paused():
+            return [
+                Projection(*project_with_members(name, r.profiles, r.queue, version=version, projected_at=projected_at))
+                for name, r in self.rows.items()
+            ]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a burst of allocation that creates no cycles.
+
+    Projecting a chunk allocates several objects per username, all kept and none
+    in a cycle. Each 700 allocations start a collection; the survivors soon set
+    off full ones, which scan the whole heap: a third of a rebuild's projection
+    time went there, finding nothing. Paused, the next allocation after the
+    chunk starts one young collection instead. The previous state is restored.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 async def current_version(conn: AsyncConnection) -> int:
