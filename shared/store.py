@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -93,22 +93,27 @@ class _Script:
     """A Lua script called by its SHA; loaded into Redis (every primary of a cluster) on NOSCRIPT."""
 
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
     def command(self, keys: Sequence[str], args: Sequence[Any], *, read_only: bool = False) -> tuple[Any, ...]:
         # EVALSHA_RO may run on a replica (when the client reads from replicas).
         return ("EVALSHA_RO" if read_only else "EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-_WRITE_DOCUMENT = _Script(_lua("write_document.lua"))
-_WRITE_MEMBERS = _Script(_lua("write_members.lua"))
+_WRITE_RULES = _lua("write_rules.lua")
+_WRITE_DOCUMENT = _Script(_WRITE_RULES + _lua("write_document.lua"))
+_WRITE_MEMBERS = _Script(_WRITE_RULES + _lua("write_members.lua"))
+_WRITE_BATCH = _Script(_WRITE_RULES + _lua("write_batch.lua"))
+_PUBLISH_ALL = _Script(_lua("publish_all.lua"))
 _READ = _Script(_lua("read_status.lua"))
 _OLDER = _Script(_lua("older_documents.lua"))
 _RANK_IN_SHARD = _Script(_lua("rank_in_shard.lua"))
-_SCRIPTS = (_WRITE_DOCUMENT, _WRITE_MEMBERS, _READ, _OLDER, _RANK_IN_SHARD)
+_SCRIPTS = (_WRITE_DOCUMENT, _WRITE_MEMBERS, _WRITE_BATCH, _PUBLISH_ALL, _READ, _OLDER, _RANK_IN_SHARD)
+# Usernames per write_batch.lua call: Redis runs nothing else meanwhile, so keep each call short (~1 ms).
+WRITE_BATCH = 100
 
 Command = tuple[Any, ...]
 
@@ -151,18 +156,28 @@ class StatusStore:
         if not projections:
             return WriteOutcome()
         k = self.keys
-        commands: list[Command] = []
+        writes = []
         for p in projections:
             doc = p.document
             name = doc.username
-            commands.append(_WRITE_DOCUMENT.command(
-                [k.document(name)], [doc.version, doc.digest, doc.to_json(), self.ttl.ttl_for(doc)]
+            writes.append((
+                [k.document(name), *k.shard_keys(k.shard_of(name))],
+                [doc.version, doc.digest, doc.to_json(), self.ttl.ttl_for(doc),
+                 name, " ".join(p.active_members), "1" if doc.state is State.NOT_FOUND else "0"],
             ))
-            commands.append(_WRITE_MEMBERS.command(
-                k.shard_keys(k.shard_of(name)),
-                [name, doc.version, " ".join(p.active_members), "1" if doc.state is State.NOT_FOUND else "0"],
-            ))
-        replies = await self.run(commands)
+        commands: list[Command] = []
+        if self.clustered:  # a document and its shard live on different slots: a script each
+            for keys, (version, digest, json, ttl, name, members, forget) in writes:
+                commands.append(_WRITE_DOCUMENT.command(keys[:1], [version, digest, json, ttl]))
+                commands.append(_WRITE_MEMBERS.command(keys[1:], [name, version, members, forget]))
+            replies = await self.run(commands)
+        else:
+            for i in range(0, len(writes), WRITE_BATCH):
+                batch = writes[i : i + WRITE_BATCH]
+                commands.append(_WRITE_BATCH.command(
+                    [key for keys, _ in batch for key in keys], [arg for _, args in batch for arg in args]
+                ))
+            replies = [code for reply in await self.run(commands) for code in reply]
         codes = tuple(int(c) for c in replies[0::2])
         moved = [int(m) == MEMBERS_MOVED for m in replies[1::2]]
         await self._announce(projections, codes, moved)
@@ -177,16 +192,19 @@ class StatusStore:
     async def _announce(self, projections: Sequence[Projection], codes: Sequence[int], moved: Sequence[bool]) -> None:
         """Publish `"{username} {version} {1 if its queue entries moved else 0}"` per change; note written ones as recent."""
         k = self.keys
-        commands: list[Command] = []
+        messages: list[str] = []
         recent: dict[str, int] = {}
         now_ms = int(time.time() * 1000)
         for p, code, queue_moved in zip(projections, codes, moved, strict=True):
             written = code % 10 == WRITTEN
             if written or queue_moved:
                 doc = p.document
-                commands.append(("PUBLISH", k.changes_channel, f"{doc.username} {doc.version} {int(queue_moved)}"))
+                messages.append(f"{doc.username} {doc.version} {int(queue_moved)}")
             if written:
                 recent[p.document.username] = now_ms
+        commands: list[Command] = []
+        if messages:
+            commands.append(_PUBLISH_ALL.command([], [k.changes_channel, *messages]))
         if recent:
             commands.append(("ZADD", k.recent, *(x for name, ms in recent.items() for x in (ms, name))))
             commands.append(("ZREMRANGEBYRANK", k.recent, 0, -RECENT_KEPT - 1))
