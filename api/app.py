@@ -36,7 +36,7 @@ from api.stream import stream_status
 from shared.connections import redis_from_settings
 from shared.reader import StatusReader
 from shared.settings import Settings
-from shared.store import StatusStore, TtlPolicy
+from shared.store import StatusStore
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         redis = redis_from_settings(settings, name=f"profile-status-api-{os.getpid()}")
-        store = StatusStore(
-            redis,
-            settings.keys(),
-            TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s),
-        )
+        store = StatusStore(redis, settings.keys(), settings.ttl_policy())
         pool = make_pool(settings.database_url, settings.database_pool_size)
         await pool.open(wait=False)
         # A replica may still hold the old document when the change message arrives, and the

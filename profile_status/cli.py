@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         "--forwarded-allow-ips",
         help="trust X-Forwarded-* headers from these proxy addresses (comma-separated); off by default",
     )
-    sub.add_parser("resync", help="rebuild every document from Postgres")
+    resync = sub.add_parser("resync", help="rebuild every document from Postgres")
+    resync.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="processes sharing the work, one core each (default: the machine's cores)",
+    )
     verify = sub.add_parser("verify", help="compare Redis with Postgres; exit 1 on any difference")
     verify.add_argument("--settle", type=float, default=2.0, help="seconds before re-checking a difference")
     simulate = sub.add_parser("simulate", help="run only the simulated workload against $DATABASE_URL")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": lambda: _run(_migrate(settings, args.projector_role, args.api_role)),
         "projector": lambda: _run(_projector(settings, args.metrics_port or settings.metrics_port)),
         "api": lambda: _api(args.host, args.port, args.workers, args.forwarded_allow_ips, settings),
-        "resync": lambda: _run(_resync(settings)),
+        "resync": lambda: _run(_resync(settings, max(1, args.workers))),
         "verify": lambda: _run(_verify(settings, args.settle)),
         "simulate": lambda: _run(_simulate(args, settings)),
         "demo": lambda: _demo(args, settings),
@@ -185,19 +189,22 @@ def _api(host: str, port: int, workers: int, forwarded_allow_ips: str | None, se
     return 0
 
 
-async def _resync(settings: Settings) -> int:
-    from projector.rebuild import rebuild
+async def _resync(settings: Settings, workers: int) -> int:
+    from projector.rebuild import Workers, collect_rarely, rebuild
     from profile_status.progress import progress_bar
     from profile_status.wiring import open_store
     from shared.connections import connect_postgres
     from shared.truth import count_usernames
 
+    collect_rarely()
     conn = await connect_postgres(settings.database_url, settings.startup_timeout_s)
     try:
         async with open_store(settings) as store:
             total = await count_usernames(conn)
             with progress_bar("resync", total) as advance:
-                result = await rebuild(conn, store, reason="resync", clear=False, progress=advance)
+                result = await rebuild(
+                    conn, store, reason="resync", clear=False, progress=advance, workers=Workers(settings, workers)
+                )
     finally:
         await conn.close()
     print(

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from shared.connections import redis_from_settings, wait_for_redis
 from shared.settings import Settings
-from shared.store import StatusStore, TtlPolicy
+from shared.store import StatusStore
 
 
 @asynccontextmanager
@@ -16,6 +16,6 @@ async def open_store(settings: Settings, name: str = "profile-status") -> AsyncI
     redis = redis_from_settings(settings, name)
     try:
         await wait_for_redis(redis, settings.redis_url, settings.startup_timeout_s)
-        yield StatusStore(redis, settings.keys(), TtlPolicy(settings.document_ttl_s, settings.not_found_ttl_s))
+        yield StatusStore(redis, settings.keys(), settings.ttl_policy())
     finally:
         await redis.aclose()

@@ -50,7 +50,8 @@ async def next_batch(
     else:
         cur = await conn.execute(
             "SELECT id, username, changed_at FROM profile_status_changes_v1"
-            " WHERE username IS NOT NULL AND mod(abs(hashtext(username)), %s) = ANY(%s) ORDER BY id LIMIT %s",
+            # bigint before abs(): abs() of the smallest int4 overflows (one username in 2^32 would wedge its partition).
+            " WHERE username IS NOT NULL AND mod(abs(hashtext(username)::bigint), %s) = ANY(%s) ORDER BY id LIMIT %s",
             (of, partitions, limit),
         )
     return [Change(*row) for row in await cur.fetchall()]

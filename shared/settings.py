@@ -6,7 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import DEFAULT_PREFIX, Keys
-from shared.store import DOCUMENT_TTL_S, NOT_FOUND_TTL_S
+from shared.store import DOCUMENT_TTL_S, NOT_FOUND_TTL_S, TtlPolicy
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -74,3 +74,7 @@ class Settings(BaseSettings):
         """The key names of this deployment."""
         shards = self.queue_shards or (CLUSTER_QUEUE_SHARDS if self.redis_cluster else 1)
         return Keys(self.key_prefix, shards)
+
+    def ttl_policy(self) -> TtlPolicy:
+        """How long documents live in Redis."""
+        return TtlPolicy(self.document_ttl_s, self.not_found_ttl_s)

@@ -110,15 +110,25 @@ async def read_usernames(conn: AsyncConnection, usernames: Iterable[str]) -> Sna
     return snap
 
 
-async def stream_all(conn: AsyncConnection, chunk: int = STREAM_CHUNK_ROWS) -> AsyncIterator[Snapshot]:
-    """Every username Postgres knows, in chunks, all from the transaction's one snapshot.
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One of `count` disjoint parts of all usernames, by a hash of the name (for parallel rebuilds)."""
+
+    index: int
+    count: int
+
+
+async def stream_all(
+    conn: AsyncConnection, chunk: int = STREAM_CHUNK_ROWS, part: Part | None = None
+) -> AsyncIterator[Snapshot]:
+    """Every username Postgres knows (or those of one `part`), in chunks, all from the transaction's one snapshot.
 
     Two server-side cursors ordered by username are merged, so memory stays at
     one chunk however large the tables are. Run inside a REPEATABLE READ transaction.
     """
     version = await current_version(conn)
-    profiles = _ordered(conn, "profiles", ProfileRow, PROFILE_COLUMNS, "primary_profiles", chunk)
-    queue = _ordered(conn, "queue_rows", QueueRow, QUEUE_COLUMNS, "queue", chunk)
+    profiles = _ordered(conn, "profiles", ProfileRow, PROFILE_COLUMNS, "primary_profiles", chunk, part)
+    queue = _ordered(conn, "queue_rows", QueueRow, QUEUE_COLUMNS, "queue", chunk, part)
     pending: dict[str, UsernameRows] = {}
     async for name, rows in _merge(profiles, queue):
         pending[name] = rows
@@ -130,13 +140,17 @@ async def stream_all(conn: AsyncConnection, chunk: int = STREAM_CHUNK_ROWS) -> A
 
 
 async def _ordered(
-    conn: AsyncConnection, name: str, row_type: type, columns: str, table: str, chunk: int
+    conn: AsyncConnection, name: str, row_type: type, columns: str, table: str, chunk: int, part: Part | None
 ) -> AsyncIterator[tuple[str, Any]]:
+    where, params = "", ()
+    if part is not None:
+        # bigint before abs(): abs() of the smallest int4 overflows.
+        where, params = " WHERE mod(abs(hashtext(lower(username))::bigint), %s) = %s", (part.count, part.index)
     # COLLATE "C" sorts by bytes, the order Python compares the keys in.
     async with conn.cursor(name=f"profile_status_{name}") as cur:
         cur.itersize = chunk
         await cur.execute(
-            f'SELECT lower(username) COLLATE "C" AS k, {columns} FROM {table} ORDER BY k'
+            f'SELECT lower(username) COLLATE "C" AS k, {columns} FROM {table}{where} ORDER BY k', params
         )
         async for key, *values in cur:
             yield key, row_type(*values)

@@ -167,6 +167,23 @@ def test_verify_finds_differences_and_resync_repairs_them(
     assert final.stdout.startswith("0 differences")
 
 
+def test_resync_shared_by_worker_processes_leaves_nothing_out(
+    settings: Settings, db: psycopg.Connection, rds: redis.Redis
+) -> None:
+    statuses = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
+    for i in range(120):
+        add_job(db, f"Worker_Split_{i}", status=statuses[i % 4], priority=("HIGH", "MEDIUM", "LOW")[i % 3])
+        if i % 5 == 0:
+            add_profile(db, f"worker_split_{i}")
+    resync = run_cli(settings, "resync", "--workers", "3")
+    assert resync.returncode == 0, resync.stderr
+    assert resync.stdout.startswith("resynced 120 usernames: 120 written"), resync.stdout
+    final = run_cli(settings, "verify")
+    assert final.returncode == 0, final.stdout
+    again = run_cli(settings, "resync", "--workers", "3")
+    assert again.stdout.startswith("resynced 120 usernames: 0 written, 120 unchanged"), again.stdout
+
+
 @pytest.mark.skipif(not (shutil.which("jq") and shutil.which("curl")), reason="the seed's client needs jq and curl")
 def test_the_seed_bash_client_works_unchanged(
     http: httpx.Client, db: psycopg.Connection, projector: object
