@@ -1,19 +1,26 @@
 """A per-process cache of stored documents, kept exact by the projector's change messages.
 
 Every document the projector (or a miss) writes is announced on the changes
-channel in the same Lua script, so this process hears of a change a few
-milliseconds after Redis has it. An entry is dropped when its username changes;
+channel once Redis has it, so this process hears of a change a few
+milliseconds later. An entry is dropped when its username changes;
 entries of active jobs are also dropped when the active queue changes, since
 that may move their position (the `epoch` counts queue changes, `changes` all). While the
 subscription is down, or the channel has been silent longer than the
 projector's beat allows, the cache is off and every poll goes to Redis.
+
+Entries also keep the response last rendered from them, for as long as the
+clock cannot change it (`shared.render.unchanged_until`): a repeated poll then
+renders nothing.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from shared.estimates import Estimates
 from shared.reader import Reading
 
 MAX_ENTRIES = 100_000
@@ -33,6 +40,10 @@ class Token:
 class _Entry:
     reading: Reading
     epoch: int
+    # The reading rendered into a response, reusable until `until` with the same estimates.
+    answer: Any = None
+    until: datetime | None = None
+    estimates: Estimates | None = None
 
 
 class LocalCache:
@@ -61,6 +72,25 @@ class LocalCache:
         if entry.reading.position is not None and entry.epoch != self.epoch:
             return None  # positions may have moved
         return entry.reading
+
+    def answer(self, username: str, now: datetime, estimates: Estimates) -> Any:
+        """The response rendered from the cached reading, if it still is what rendering now would give."""
+        if not self.live:
+            return None
+        entry = self._entries.get(username)
+        if entry is None or entry.answer is None or entry.estimates is not estimates:
+            return None
+        if entry.reading.position is not None and entry.epoch != self.epoch:
+            return None
+        return entry.answer if entry.until is not None and now < entry.until else None
+
+    def keep_answer(
+        self, username: str, reading: Reading, answer: Any, until: datetime | None, estimates: Estimates
+    ) -> None:
+        """Remember `answer`, rendered from `reading` (if that is still the cached one) with `estimates`."""
+        entry = self._entries.get(username)
+        if entry is not None and entry.reading is reading and until is not None:
+            entry.answer, entry.until, entry.estimates = answer, until, estimates
 
     def token(self) -> Token:
         """Take before reading from Redis; hand to `put` with the reading."""

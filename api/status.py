@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from api.read_through import ReadThrough
 from api.responses import error, unavailable
 from shared.document import StatusDocument
 from shared.errors import one_line
-from shared.reader import StatusReader
-from shared.render import render
+from shared.estimates import Estimates
+from shared.reader import Reading, StatusReader
+from shared.render import render, unchanged_until
 from shared.usernames import InvalidUsername, normalize_username
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,14 @@ class DatabaseUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A username's rendered status and the document it came from."""
+    """A username's rendered status, what it was rendered from, and when."""
 
     document: StatusDocument
     data: dict[str, Any]
+    now: datetime
+    estimates: Estimates
+    # The Redis reading rendered, when it alone made the answer (not the miss path).
+    reading: Reading | None
 
 
 async def current_status(
@@ -64,21 +70,24 @@ async def current_status(
         estimates = await reader.estimates()
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(one_line(exc)) from exc
-    try:
-        doc, position = reading.document, reading.position
-        if doc is None or reading.needs_position:
+    doc, position = reading.document, reading.position
+    from_redis = doc is not None and not reading.needs_position
+    if not from_redis:
+        try:
             async with asyncio.timeout(fallback.timeout_s):
                 if doc is None:
                     metrics.MISSES.inc()
                     doc = await fallback.document(username)
                 position = await fallback.position(doc)
-    except TimeoutError as exc:
-        raise DatabaseUnavailable("Postgres did not answer in time") from exc
-    except (psycopg.Error, PoolTimeout, OSError) as exc:
-        raise DatabaseUnavailable(one_line(exc)) from exc
-    except RedisError as exc:
-        raise StoreUnavailable(one_line(exc)) from exc
-    return Status(doc, render(doc, datetime.now(UTC), position, estimates))
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("Postgres did not answer in time") from exc
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            raise DatabaseUnavailable(one_line(exc)) from exc
+        except RedisError as exc:
+            raise StoreUnavailable(one_line(exc)) from exc
+    assert doc is not None
+    now = datetime.now(UTC)
+    return Status(doc, render(doc, now, position, estimates), now, estimates, reading if from_redis else None)
 
 
 def etag(data: dict[str, Any]) -> str:
@@ -109,26 +118,64 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A rendered 200 of the status endpoint, down to its header and body bytes."""
+
+    tag: bytes
+    not_modified_headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Answer:
+        """Render `data` once: validator, caching headers, body."""
+        tag = etag(data).encode()
+        common = [(b"etag", tag), (b"cache-control", b"max-age=%d" % max_age(data))]
+        body = orjson.dumps({"success": True, "data": data})
+        length = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        return cls(tag, common, common + length, body)
+
+    def response(self, if_none_match: bytes | None) -> _Raw:
+        """304 when the client holds this version, else the 200 (header lists copied: middleware may add to them)."""
+        if _matches(if_none_match, self.tag):
+            return _Raw(304, list(self.not_modified_headers), b"")
+        return _Raw(200, list(self.headers), self.body)
+
+
 class StatusEndpoint:
     """The contract's status endpoint, as a plain ASGI app.
 
     The hot path of the whole service: it skips Starlette's Request/Response
-    objects and writes pre-built header lists, and a 304 renders no body.
+    objects and writes pre-built header lists; a 304 renders no body, and a
+    poll the process cache can answer renders nothing at all.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._answer(scope)
-        if response is not None:
-            await response(scope, receive, send)
+        try:
+            response = await self._answer(scope)
+        except Exception:
+            # The endpoint may be served past Starlette's exception handlers (api.app.HotPath).
+            log.exception("unexpected error on the status endpoint", extra={"event": "unexpected_error"})
+            response = error(500, "Failed to check profile status")
+        await response(scope, receive, send)
 
-    async def _answer(self, scope: Scope) -> Response | None:
+    async def _answer(self, scope: Scope) -> Response | _Raw:
         try:
             username = normalize_username(scope["path_params"]["username"])
         except InvalidUsername as exc:
             return error(400, str(exc))
         state = scope["state"]
+        reader: StatusReader = state["reader"]
+        cache: LocalCache | None = state["changes"].cache
+        if_none_match = _header(scope, b"if-none-match")
+        if cache is not None and cache.live:
+            with contextlib.suppress(RedisError, OSError):  # current_status below says what went wrong
+                kept = cache.answer(username, datetime.now(UTC), await reader.estimates())
+                if kept is not None:
+                    return kept.response(if_none_match)
         try:
-            status = await current_status(state["reader"], state["read_through"], username, state["changes"].cache)
+            status = await current_status(reader, state["read_through"], username, cache)
         except StoreUnavailable as exc:
             metrics.REDIS_ERRORS.inc()
             log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
@@ -141,13 +188,11 @@ class StatusEndpoint:
             return unavailable(
                 "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"
             )
-        tag = etag(status.data).encode()
-        headers = [(b"etag", tag), (b"cache-control", b"max-age=%d" % max_age(status.data))]
-        if _matches(_header(scope, b"if-none-match"), tag):
-            return _Raw(304, headers, b"")
-        body = orjson.dumps({"success": True, "data": status.data})
-        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        return _Raw(200, headers, body)
+        answer = Answer.of(status.data)
+        if cache is not None and status.reading is not None:
+            until = unchanged_until(status.document, status.now, status.estimates)
+            cache.keep_answer(username, status.reading, answer, until, status.estimates)
+        return answer.response(if_none_match)
 
 
 class _Raw:

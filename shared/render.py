@@ -17,6 +17,11 @@ from shared.estimates import NO_ESTIMATES, Estimates
 from shared.rules import QueuePosition, priority_rank
 
 FRESH_FOR = timedelta(hours=24)
+# `unchanged_until` for a rendering no clock can change.
+NEVER = datetime.max.replace(tzinfo=UTC)
+# profile_age_hours has two decimals: it moves every 36 s.
+_AGE_STEP_S = 36.0
+_MARGIN = timedelta(milliseconds=1)
 MAX_ATTEMPTS = 3
 MAX_BACKOFF_MINUTES = 30
 AVERAGE_PROCESSING_S = 4 * 60
@@ -265,3 +270,31 @@ def next_clock_change(doc: StatusDocument, now: datetime) -> datetime | None:
         if at > now:
             return at
     return None
+
+
+def unchanged_until(doc: StatusDocument, now: datetime, estimates: Estimates = NO_ESTIMATES) -> datetime | None:
+    """Until when `render(doc, t, position, estimates)` equals its value at `now`, for every later t.
+
+    NEVER when no clock changes it, None when it may change at any moment
+    (a running job's duration, or a pending job's measured wait). Lets the API
+    reuse a rendered answer without rendering it again.
+    """
+    if doc.state is State.EXISTS and doc.profile is not None:
+        created = doc.profile.created_at
+        if created is None:
+            return NEVER
+        age = max(0.0, (now - created).total_seconds())
+        # The rounded age next moves when it passes half a step; stop a little before.
+        next_age = created + timedelta(seconds=(math.floor(age / _AGE_STEP_S + 0.5) + 0.5) * _AGE_STEP_S) - _MARGIN
+        turns_stale = created + FRESH_FOR
+        return min(next_age, turns_stale - _MARGIN) if turns_stale > now else next_age
+    entry = doc.queue
+    if doc.state is not State.QUEUED or entry is None:
+        return NEVER
+    if entry.status == "PROCESSING" and entry.last_attempt is not None:
+        return None
+    if entry.status == "PENDING":
+        rank = priority_rank(entry.priority)
+        if estimates.processing.usable() is not None and estimates.waiting[rank].usable() is not None:
+            return None
+    return NEVER

@@ -1,12 +1,14 @@
 """The Redis side of the projection: writing documents safely and reading them cheaply.
 
-The same layout serves a single Redis and a Redis Cluster (see `shared.keys`):
-a document is written by a script on its own key, and the username's queue
-entries by a script on its queue shard, each with the version check, so both
-converge on the newest version whichever order they run in. Change messages
-are published once both have run, so a reader that hears one finds both.
-On a single Redis a poll is one script; on a cluster, two pipelined round trips
-(the document, then its rank in every shard), each spread over the nodes.
+One key layout serves a single Redis and a Redis Cluster (see `shared.keys`).
+Every write follows write_rules.lua: a document, and a username's entries in
+its queue shard, each refuse anything older than what they hold. On a cluster
+the two are separate scripts (their keys live on different slots) and converge
+on the newest version whichever order they land in; on a single Redis one
+script applies both, for 100 usernames a call. Change messages are published
+once the writes have answered, so a reader that hears one finds them.
+A poll is one script on a single Redis; on a cluster, two pipelined round trips
+(the document, then its rank in every shard), spread over the nodes.
 """
 
 from __future__ import annotations

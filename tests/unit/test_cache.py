@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 from api.cache import MAX_SILENCE_S, LocalCache
+from shared.estimates import Estimates
 from shared.reader import Reading
 from shared.rules import QueuePosition, project
 
@@ -77,3 +78,38 @@ def test_misses_are_not_cached_and_size_is_bounded() -> None:
     for name in ("a", "b", "c"):
         small.put(name, DONE, small.token())
     assert small.get("a") is None and small.get("c") is DONE
+
+
+def test_a_rendered_answer_is_reused_only_with_its_reading_estimates_and_time() -> None:
+    cache = _live_cache()
+    estimates, other_estimates = Estimates(), Estimates()
+    cache.put("done", DONE, cache.token())
+    until = NOW + timedelta(seconds=30)
+    cache.keep_answer("done", DONE, "rendered", until, estimates)
+    assert cache.answer("done", NOW, estimates) == "rendered"
+    assert cache.answer("done", until - timedelta(microseconds=1), estimates) == "rendered"
+    assert cache.answer("done", until, estimates) is None  # the clock has changed it by then
+    assert cache.answer("done", NOW, other_estimates) is None  # re-read averages render differently
+    cache.heard("done")
+    assert cache.answer("done", NOW, estimates) is None
+
+
+def test_an_answer_of_another_reading_or_a_moving_clock_is_not_kept() -> None:
+    cache = _live_cache()
+    estimates = Estimates()
+    cache.put("done", DONE, cache.token())
+    stale = Reading(DONE.document, None, False)  # read before, not the entry's reading
+    cache.keep_answer("done", stale, "old", NOW + timedelta(seconds=30), estimates)
+    assert cache.answer("done", NOW, estimates) is None
+    cache.keep_answer("done", DONE, "moving", None, estimates)  # unchanged_until said: any moment
+    assert cache.answer("done", NOW, estimates) is None
+
+
+def test_answers_of_active_jobs_go_when_the_queue_moves() -> None:
+    cache = _live_cache()
+    estimates = Estimates()
+    cache.put("busy", ACTIVE, cache.token())
+    cache.keep_answer("busy", ACTIVE, "position 4", NOW + timedelta(days=1), estimates)
+    assert cache.answer("busy", NOW, estimates) == "position 4"
+    cache.heard("someone_else", queue_moved=True)
+    assert cache.answer("busy", NOW, estimates) is None
