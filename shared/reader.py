@@ -71,7 +71,10 @@ class StatusReader:
     async def estimates(self) -> Estimates:
         """The projector's measured averages, re-read at most every few seconds."""
         if time.monotonic() - self._estimates_read >= ESTIMATES_REFRESH_S:
-            self._estimates = Estimates.from_hash(await self.store.redis.hgetall(self.store.keys.estimates))
+            fresh = Estimates.from_hash(await self.store.redis.hgetall(self.store.keys.estimates))
+            # The same object while the figures stand: answers rendered with it stay reusable.
+            if fresh != self._estimates:
+                self._estimates = fresh
             self._estimates_read = time.monotonic()
         return self._estimates
 
