@@ -28,8 +28,9 @@ from bench.http import wrk_available
 from bench.procs import SERVER_CORE, pinning_available
 from bench.report import API_ROWS, Report
 from bench.subscriber import Subscription
+from shared.keys import Keys
 
-PARTS = ("api", "scale")
+PARTS = ("api", "scale", "partitions")
 KIB = 1024
 
 
@@ -202,6 +203,34 @@ def scale(cfg: BenchConfig, report: Report, work: Path) -> None:
     _memory(report, f"{cfg.big_active:,} active rows", big.resync)
 
 
+def partitions(cfg: BenchConfig, report: Report, work: Path) -> None:
+    """Throughput with 1, 2 and 4 projectors sharing `cfg.partitions` partitions: one backlog drained each time."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(data.bench_database(cfg.database_url))
+        prefix = stack.enter_context(data.bench_prefix(cfg.redis_url))
+        data.load(url, cfg.partition_rows, 0, active_only=True)
+        data.timed_resync(url, prefix, cfg.redis_url, cfg.partition_rows)
+        active = data.names(url, cfg.partition_updates * len(cfg.projector_counts)).active
+        for i, count in enumerate(cfg.projector_counts):
+            fleet = [
+                proj.ProjectorProcess(url, cfg.redis_url, prefix, work, partitions=cfg.partitions, name=f"projector-{count}-{n}")
+                for n in range(count)
+            ]
+            try:
+                fleet[0].wait_projected()
+                proj.wait_balanced(cfg.redis_url, prefix, fleet, cfg.partitions)
+                with Subscription(cfg.redis_url, Keys(prefix).changes_channel) as sub:
+                    names = _distinct(active, i * cfg.partition_updates, cfg.partition_updates)
+                    applied = proj.apply_rounds(url, sub, fleet[0], [names])
+            finally:
+                for p in fleet:
+                    p.stop()
+            report.add(f"projector: throughput, {count} projector{'s' if count > 1 else ''}, {cfg.partitions} partitions",
+                       applied.per_s, "changes/s",
+                       note=f"{applied.changes:,}-change backlog over {cfg.partition_rows:,} active rows; "
+                            "processes started and partitions shared before the clock starts")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the parts asked for; print the report and write it to --out (and .json beside it)."""
     args = _parser().parse_args(argv)
@@ -224,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             api_data_set(cfg, report, work, results_dir)
         if "scale" in parts:
             scale(cfg, report, work)
+        if "partitions" in parts:
+            partitions(cfg, report, work)
     except BaseException:
         print(f"bench: failed; the servers' logs are in {work}", file=sys.stderr)
         raise

@@ -41,6 +41,11 @@ class BenchConfig:
     big_active: int = 1_000_000
     round_updates: int = 1_000
     rounds: int = 20
+    # Projector partitions: one backlog drained by 1, 2 and 4 projectors sharing them.
+    partitions: int = 4
+    projector_counts: tuple[int, ...] = (1, 2, 4)
+    partition_rows: int = 100_000
+    partition_updates: int = 40_000
     # py-spy profiles of the API and the projector (extra runs, not the measured ones).
     profile: bool = False
 
@@ -73,6 +78,8 @@ def quick(database_url: str, redis_url: str, *, profile: bool = False) -> BenchC
         big_active=10_000,
         round_updates=100,
         rounds=2,
+        partition_rows=2_000,
+        partition_updates=500,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import redis
 
 from bench import profiling, writer
@@ -29,11 +30,18 @@ APPLY_TIMEOUT_S = 120.0
 class ProjectorProcess:
     """`profile-status projector` on the bench database and prefix."""
 
-    def __init__(self, database_url: str, redis_url: str, prefix: str, log_dir: Path) -> None:
+    def __init__(
+        self, database_url: str, redis_url: str, prefix: str, log_dir: Path, *, partitions: int = 1, name: str = "projector"
+    ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
-        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "PROFILE_STATUS_KEY_PREFIX": prefix}
-        self.child = Child("projector", python("-m", "profile_status.cli", "projector"), env, log_dir)
+        env = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PROFILE_STATUS_KEY_PREFIX": prefix,
+            "PROFILE_STATUS_PARTITIONS": str(partitions),
+        }
+        self.child = Child(name, python("-m", "profile_status.cli", "projector"), env, log_dir)
 
     @property
     def pid(self) -> int:
@@ -163,3 +171,30 @@ def profile_drain(
         recorder.send_signal(2)  # SIGINT: py-spy stops and writes what it has
         profiling.finish(recorder, 30.0)
     return profiling.summarize(out)
+
+
+def partitions_held(redis_url: str, prefix: str, pids: Sequence[int]) -> dict[int, set[int]]:
+    """The partitions each projector says it holds (the leader in the main heartbeat, the others in their own)."""
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        held: dict[int, set[int]] = {}
+        main = client.get(keys.heartbeat)
+        for pid in pids:
+            beat = main if main and orjson.loads(main)["pid"] == pid else client.get(f"{keys.heartbeat}:{pid}")
+            held[pid] = set(orjson.loads(beat)["partitions"]) if beat else set()
+        return held
+    finally:
+        client.close()
+
+
+def wait_balanced(redis_url: str, prefix: str, projectors: Sequence[ProjectorProcess], partitions: int) -> None:
+    """Wait until the projectors share every partition, none holding more than its fair share."""
+    share = math.ceil(partitions / len(projectors))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        held = partitions_held(redis_url, prefix, [p.pid for p in projectors])
+        if set().union(*held.values()) == set(range(partitions)) and all(len(h) <= share for h in held.values()):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{len(projectors)} projectors did not share {partitions} partitions")

@@ -47,6 +47,9 @@ FIGURES = (
     "projector: lag at ",
     "projector: sustained throughput",
     "projector: per change, ",
+    "projector: throughput, 1 projector, ",
+    "projector: throughput, 2 projectors, ",
+    "projector: throughput, 4 projectors, ",
     "per-change cost, big / small queue",
 )
 
