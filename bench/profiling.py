@@ -38,8 +38,8 @@ def record(pid: int, seconds: int, out: Path, fmt: str = "raw") -> subprocess.Po
 
 
 def under(out: Path) -> list[str]:
-    """argv prefix that runs a command under py-spy, raw stacks written to `out`."""
-    return ["py-spy", "record", "--format", "raw", "--output", str(out), "--"]
+    """argv prefix that runs a command under py-spy (its child processes too: `resync`'s workers), raw stacks to `out`."""
+    return ["py-spy", "record", "--subprocesses", "--format", "raw", "--output", str(out), "--"]
 
 
 def finish(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
