@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import psycopg
 import pytest
 from redis.cluster import RedisCluster
