@@ -27,7 +27,7 @@ from api import metrics
 from api.cache import LocalCache
 from api.changes import ChangeHub
 from api.health import healthz, readyz
-from api.metrics import MetricsMiddleware
+from api.metrics import MetricsMiddleware, RouteMetrics, route_name
 from api.openapi import openapi
 from api.queue import queue_status, recent_usernames
 from api.read_through import ReadThrough, make_pool
@@ -139,15 +139,15 @@ class HotPath:
     """Sends `GET /api/profile/{username}/status` straight to its endpoint, past Starlette.
 
     The status endpoint is most of the traffic and needs nothing of the stack in
-    front of it (routing over every route, exception middleware): it answers its
-    own errors, and it is still measured. Anything else goes to Starlette, whose
+    front of it (routing over every route, exception middleware, a metrics
+    wrapper around `send`): it answers its own errors, and it is measured here. Anything else goes to Starlette, whose
     route for the same path stays for HEAD and for mounts under a root path.
     """
 
     def __init__(self, app: Starlette, status: StatusEndpoint) -> None:
         self.app = app
         self.status = status
-        self.measured = MetricsMiddleware(status)
+        self.metrics = RouteMetrics(route_name(status))
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -159,9 +159,11 @@ class HotPath:
             path: str = scope["path"]
             # As the route `/api/profile/{username:path}/status` matches it (the stream ends in /stream).
             if path.startswith(_STATUS_PREFIX) and path.endswith(_STATUS_SUFFIX) and len(path) >= _STATUS_MIN:
+                started = time.perf_counter()
                 scope["path_params"] = {"username": path[len(_STATUS_PREFIX) : -len(_STATUS_SUFFIX)]}
-                scope["endpoint"] = self.status
-                await self.measured(scope, receive, send)
+                response = await self.status.response(scope)
+                self.metrics.record(response.status_code, started)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -152,13 +152,17 @@ class StatusEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.response(scope)
+        await response(scope, receive, send)
+
+    async def response(self, scope: Scope) -> Response | _Raw:
+        """The answer to one request (its `status_code` is known before it is sent)."""
         try:
-            response = await self._answer(scope)
+            return await self._answer(scope)
         except Exception:
             # The endpoint may be served past Starlette's exception handlers (api.app.HotPath).
             log.exception("unexpected error on the status endpoint", extra={"event": "unexpected_error"})
-            response = error(500, "Failed to check profile status")
-        await response(scope, receive, send)
+            return error(500, "Failed to check profile status")
 
     async def _answer(self, scope: Scope) -> Response | _Raw:
         try:
@@ -198,11 +202,11 @@ class StatusEndpoint:
 class _Raw:
     """A response whose headers are already bytes: nothing left to build."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status_code")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status_code, self.headers, self.body = status_code, headers, body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})

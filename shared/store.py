@@ -92,7 +92,7 @@ def _lua(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Script:
-    """A Lua script called by its SHA; loaded into Redis (every primary of a cluster) on NOSCRIPT."""
+    """A Lua script called by its SHA; loaded into Redis (every node of a cluster) on NOSCRIPT."""
 
     source: str
     sha: str = field(init=False)
