@@ -25,7 +25,7 @@ from shared.document import StatusDocument
 from shared.errors import one_line
 from shared.estimates import Estimates
 from shared.reader import Reading, StatusReader
-from shared.render import render, unchanged_until
+from shared.render import duration_only_until, render, unchanged_until
 from shared.usernames import InvalidUsername, normalize_username
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,46 @@ class Answer:
         length = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         return cls(tag, common, common + length, body)
 
-    def response(self, if_none_match: bytes | None) -> _Raw:
+    def response(self, if_none_match: bytes | None, now: datetime) -> _Raw:
         """304 when the client holds this version, else the 200 (header lists copied: middleware may add to them)."""
         if _matches(if_none_match, self.tag):
             return _Raw(304, list(self.not_modified_headers), b"")
         return _Raw(200, list(self.headers), self.body)
+
+
+_DURATION_FIELD = b'"processing_duration_seconds":'
+
+
+@dataclass(frozen=True, slots=True)
+class RunningAnswer:
+    """A running job's rendered 200, but for its duration, which is put in at each response.
+
+    Valid while `shared.render.duration_only_until` holds: the ETag leaves the
+    duration out, so it stays; the body is the bytes around the number.
+    """
+
+    tag: bytes
+    not_modified_headers: list[tuple[bytes, bytes]]
+    head: bytes
+    tail: bytes
+    started: datetime
+
+    @classmethod
+    def of(cls, data: dict[str, Any], started: datetime) -> RunningAnswer:
+        """Render `data` once and cut its body around the duration (a number: it ends at the next comma)."""
+        answer = Answer.of(data)
+        start = answer.body.index(_DURATION_FIELD) + len(_DURATION_FIELD)
+        end = answer.body.index(b",", start)
+        return cls(answer.tag, answer.not_modified_headers, answer.body[:start], answer.body[end:], started)
+
+    def response(self, if_none_match: bytes | None, now: datetime) -> _Raw:
+        """304 when the client holds this version, else the 200 with the duration at `now`, as render has it."""
+        if _matches(if_none_match, self.tag):
+            return _Raw(304, list(self.not_modified_headers), b"")
+        duration = round(max(0.0, (now - self.started).total_seconds()), 2)
+        body = self.head + orjson.dumps(duration) + self.tail
+        headers = [*self.not_modified_headers, (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        return _Raw(200, headers, body)
 
 
 class StatusEndpoint:
@@ -175,9 +210,10 @@ class StatusEndpoint:
         if_none_match = _header(scope, b"if-none-match")
         if cache is not None and cache.live:
             with contextlib.suppress(RedisError, OSError):  # current_status below says what went wrong
-                kept = cache.answer(username, datetime.now(UTC), await reader.estimates())
+                now = datetime.now(UTC)
+                kept = cache.answer(username, now, await reader.estimates())
                 if kept is not None:
-                    return kept.response(if_none_match)
+                    return kept.response(if_none_match, now)
         try:
             status = await current_status(reader, state["read_through"], username, cache)
         except StoreUnavailable as exc:
@@ -192,11 +228,15 @@ class StatusEndpoint:
             return unavailable(
                 "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"
             )
-        answer = Answer.of(status.data)
+        answer: Answer | RunningAnswer = Answer.of(status.data)
         if cache is not None and status.reading is not None:
-            until = unchanged_until(status.document, status.now, status.estimates)
+            doc = status.document
+            until = unchanged_until(doc, status.now, status.estimates)
+            if until is None and (until := duration_only_until(doc, status.now, status.estimates)) is not None:
+                assert doc.queue is not None and doc.queue.last_attempt is not None  # a running job's, then
+                answer = RunningAnswer.of(status.data, doc.queue.last_attempt)
             cache.keep_answer(username, status.reading, answer, until, status.estimates)
-        return answer.response(if_none_match)
+        return answer.response(if_none_match, status.now)
 
 
 class _Raw:

@@ -298,3 +298,27 @@ def unchanged_until(doc: StatusDocument, now: datetime, estimates: Estimates = N
         if estimates.processing.usable() is not None and estimates.waiting[rank].usable() is not None:
             return None
     return NEVER
+
+
+def duration_only_until(doc: StatusDocument, now: datetime, estimates: Estimates = NO_ESTIMATES) -> datetime | None:
+    """For a running job: until when, in its rendering, only `processing_duration_seconds` moves.
+
+    Its stage, polling advice and time left change at known moments (the stage
+    boundaries, and when the rounded time left ticks); before the first of
+    them, the answer is the one at `now` with the duration put in. None when
+    `doc` is not a running job with a start time.
+    """
+    entry = doc.queue
+    if doc.state is not State.QUEUED or entry is None or entry.status != "PROCESSING" or entry.last_attempt is None:
+        return None
+    until = next_clock_change(doc, now) or NEVER
+    total = estimates.processing.usable() or AVERAGE_PROCESSING_S  # as estimated_time reads it
+    remaining = max(0.0, total - max(0.0, (now - entry.last_attempt).total_seconds()))
+    # The time left is shown rounded: in whole minutes from 60 s, in seconds below, 0 for good at the end.
+    if remaining >= 60:
+        ticks_below = max((js_round(remaining / 60) - 0.5) * 60, 60.0)
+    else:
+        ticks_below = js_round(remaining) - 0.5 if js_round(remaining) >= 1 else None
+    if ticks_below is not None:
+        until = min(until, entry.last_attempt + timedelta(seconds=total - ticks_below) - _MARGIN)
+    return until

@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from shared.estimates import Estimates, MovingAverage
-from shared.render import NEVER, render, unchanged_until
+from shared.render import NEVER, duration_only_until, render, unchanged_until
 from shared.rows import ProfileRow, QueueRow
 from shared.rules import QueuePosition, project
 
@@ -82,3 +82,28 @@ def test_renderings_the_clock_moves_are_not_kept(status: str, estimates: Estimat
     assert unchanged_until(doc, NOW, estimates) is None
     position = QueuePosition(3, 10)
     assert render(doc, NOW, position, estimates) != render(doc, NOW + timedelta(seconds=61), position, estimates)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_running_job_changes_only_its_duration_until_then(seed: int) -> None:
+    rng = random.Random(seed)
+    estimates = MEASURED if seed % 2 else Estimates()
+    started = NOW - timedelta(seconds=rng.uniform(-5, 400))
+    doc = _queue_doc("PROCESSING", last_attempt=started)
+    until = duration_only_until(doc, NOW, estimates)
+    assert until is not None
+    position = QueuePosition(0, 5)
+    first = render(doc, NOW, position, estimates)
+    for t in _later(NOW, until, rng):
+        later = render(doc, t, position, estimates)
+        assert later["processing_duration_seconds"] == round(max(0.0, (t - started).total_seconds()), 2)
+        assert {**later, "processing_duration_seconds": None} == {**first, "processing_duration_seconds": None}, t
+    if until < NEVER:
+        after = render(doc, until + timedelta(milliseconds=2), position, estimates)
+        assert {**after, "processing_duration_seconds": None} != {**first, "processing_duration_seconds": None}
+
+
+def test_only_running_jobs_with_a_start_have_a_moving_duration() -> None:
+    assert duration_only_until(_queue_doc("PENDING", last_attempt=NOW), NOW) is None
+    assert duration_only_until(_queue_doc("PROCESSING", last_attempt=None), NOW) is None
+    assert duration_only_until(_profile_doc(NOW), NOW) is None
