@@ -9,8 +9,8 @@ subscription is down, or the channel has been silent longer than the
 projector's beat allows, the cache is off and every poll goes to Redis.
 
 Entries also keep the response last rendered from them, for as long as the
-clock cannot change it (`shared.render.unchanged_until`): a repeated poll then
-renders nothing.
+clock cannot change it (`shared.render.unchanged_until`; for a running job, all
+but its duration: `duration_only_until`): a repeated poll then renders nothing.
 """
 
 from __future__ import annotations
