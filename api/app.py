@@ -140,8 +140,9 @@ class HotPath:
 
     The status endpoint is most of the traffic and needs nothing of the stack in
     front of it (routing over every route, exception middleware, a metrics
-    wrapper around `send`): it answers its own errors, and it is measured here. Anything else goes to Starlette, whose
-    route for the same path stays for HEAD and for mounts under a root path.
+    wrapper around `send`): it answers its own errors, and it is measured here.
+    Anything else goes to Starlette, whose route for the same path stays for
+    HEAD and for mounts under a root path.
     """
 
     def __init__(self, app: Starlette, status: StatusEndpoint) -> None:
