@@ -25,17 +25,9 @@ def key_prefix(redis_cluster_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_cluster_url: str, key_prefix: str) -> Settings:
-    """Settings for this test's database and prefix on the cluster, with quick timings."""
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_cluster_url,
-        redis_cluster=True,
-        key_prefix=key_prefix,
-        heartbeat_interval_s=0.2,
-        safety_poll_s=1.0,
-        startup_timeout_s=5.0,
-    )
+def settings(settings: Settings, redis_cluster_url: str) -> Settings:
+    """The integration settings (this test's database and prefix), with REDIS_URL naming the cluster."""
+    return settings.model_copy(update={"redis_url": redis_cluster_url, "redis_cluster": True})
 
 
 @pytest.fixture

@@ -20,19 +20,9 @@ pytestmark = pytest.mark.usefixtures("projector")
 
 
 @pytest.fixture
-def settings(database_url: str, redis_cluster_url: str, key_prefix: str) -> Settings:
+def settings(settings: Settings) -> Settings:
     """The cluster settings of conftest.py, with reads spread over replicas."""
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_cluster_url,
-        redis_cluster=True,
-        redis_read_from_replicas=True,
-        key_prefix=key_prefix,
-        heartbeat_interval_s=0.2,
-        safety_poll_s=1.0,
-        startup_timeout_s=5.0,
-    )
-
+    return settings.model_copy(update={"redis_read_from_replicas": True})
 
 def _replica_reads(rds: RedisCluster) -> int:
     """GETs and EVALSHA_ROs (ranks) the cluster's replicas have served so far."""
