@@ -63,18 +63,18 @@ class Report:
 async def _compare(store: StatusStore, projections: list[Projection]) -> dict[str, str]:
     """Differences between expected projections and what Redis holds, by username."""
     k = store.keys
+    groups = [_by_set(k, p.document.username, p.active_members) for p in projections]
     commands: list[Command] = []
-    for p in projections:
+    for p, group in zip(projections, groups, strict=True):
         name = p.document.username
         commands.append(("GET", k.document(name)))
         commands.append(("HGET", k.active_members(k.shard_of(name)), name))
-        for key, members in _by_set(k, name, p.active_members).items():
-            commands.append(("ZMSCORE", key, *members))
+        commands += [("ZMSCORE", key, *members) for key, members in group.items()]
     replies = iter(await store.run(commands))
     out: dict[str, str] = {}
-    for p in projections:
+    for p, group in zip(projections, groups, strict=True):
         doc, held = next(replies), next(replies)
-        scores = [s for _ in _by_set(k, p.document.username, p.active_members) for s in next(replies)]
+        scores = [score for _ in group for score in next(replies)]
         expected = p.document
         held_members = (held or b"").decode().partition(" ")[2]
         if doc is None:
