@@ -267,11 +267,13 @@ def test_cors_when_configured(settings: Settings) -> None:
 
 
 def test_another_service_reads_with_the_shared_reader(
-    http: httpx.Client, db: psycopg.Connection, settings: Settings
+    http: httpx.Client, db: psycopg.Connection, settings: Settings, rds: redis.Redis
 ) -> None:
     add_job(db, "Shared_Reader", status="PENDING", priority="MEDIUM")
     add_job(db, "ahead_of_it", status="PENDING", priority="HIGH")
     eventually(lambda: _get(http, "shared_reader").json()["data"].get("queue_position") == 2)
+    # The API counts positions in Postgres until the projector's first projection is complete; Redis readers wait for it.
+    eventually(lambda: rds.exists(settings.keys().generation))
 
     async def read() -> dict[str, Any] | None:
         client = redis_from_settings(settings)
