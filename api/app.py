@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,21 +21,27 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api import metrics
+from api import collector, metrics
 from api.cache import LocalCache
 from api.changes import ChangeHub
+from api.docs import docs_routes
 from api.health import healthz, readyz
+from api.limits import StreamSlots
 from api.metrics import MetricsMiddleware, RouteMetrics, route_name
 from api.openapi import openapi
 from api.queue import queue_status, recent_usernames
 from api.read_through import ReadThrough, make_pool
 from api.responses import error
+from api.server import GUARD_STATE_KEY, ConnectionGuard, ConnectionLimits
+from api.stalls import watch_stalls
 from api.status import StatusEndpoint
-from api.stream import stream_status
-from shared.connections import redis_from_settings
-from shared.reader import StatusReader
+from api.stream import stream_status, stream_statuses
+from shared.redis_store import reports
+from shared.redis_store.connect import STORE_ERRORS
+from shared.redis_store.reader import StatusReader
+from shared.redis_store.store import StatusStore
 from shared.settings import Settings
-from shared.store import StatusStore
+from shared.wiring import redis_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +54,14 @@ def _routes(status: StatusEndpoint) -> list[BaseRoute]:
         # The stream's route comes first: the username may contain "/" (to be rejected with a 400).
         Route("/api/profile/{username:path}/status/stream", stream_status, methods=["GET"]),
         Route("/api/profile/{username:path}/status", status, methods=["GET"]),
+        Route("/api/status/stream", stream_statuses, methods=["GET"]),
         Route("/api/queue/status", queue_status, methods=["GET"]),
         Route("/api/queue/recent", recent_usernames, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *docs_routes(),
     ]
     if STATIC_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"))
@@ -65,9 +71,9 @@ def _routes(status: StatusEndpoint) -> list[BaseRoute]:
 async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text format; refreshes the projector's heartbeat age first."""
     state = request.state
-    with contextlib.suppress(RedisError, OSError, ValueError, KeyError):
-        beat = await state.store.redis.get(state.store.keys.heartbeat)
-        metrics.HEARTBEAT_AGE.set(time.time() - float(orjson.loads(beat)["at"]) if beat else -1)
+    with contextlib.suppress(*STORE_ERRORS):
+        beat = await reports.heartbeat(state.store)
+        metrics.HEARTBEAT_AGE.set(beat.age_s() if beat is not None else -1)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -82,32 +88,45 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error(500, "Failed to check profile status")
 
 
-def create_app(settings: Settings | None = None) -> Starlette | HotPath:
-    """The ASGI app; `settings` default to the environment's."""
+def create_app(settings: Settings | None = None, *, own_process: bool = False) -> Starlette | HotPath:
+    """The ASGI app; `settings` default to the environment's.
+
+    `own_process`: the app is the process's only job (`profile-status api`), so it may
+    set the garbage collector's policy for the whole process (`api.collector`); an app
+    embedded in another program (tests run several in one process) leaves it alone.
+    """
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         redis = redis_from_settings(settings, name=f"profile-status-api-{os.getpid()}")
         store = StatusStore(redis, settings.keys(), settings.ttl_policy())
-        pool = make_pool(settings.database_url, settings.database_pool_size)
+        pool = make_pool(settings.database_url, settings.database_pool_size, settings.miss_max_waiting)
         await pool.open(wait=False)
         # A replica may still hold the old document when the change message arrives, and the
         # cache would keep it: reading from replicas replaces the cache rather than joining it.
         cached = settings.local_cache and not (settings.redis_cluster and settings.redis_read_from_replicas)
-        hub = ChangeHub(redis, store.keys.changes_channel, LocalCache() if cached else None)
-        hub_task = asyncio.create_task(hub.run())
+        hub = ChangeHub(store, LocalCache() if cached else None)
+        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(watch_stalls())]
+        if own_process:
+            collector.install()
+            tasks.append(asyncio.create_task(collector.collect_fully_every()))
         try:
             yield {
                 "settings": settings,
                 "store": store,
-                "reader": StatusReader(redis, store.keys),
+                "reader": StatusReader(redis, store.keys, deadline_s=settings.redis_timeout_s),
                 "read_through": ReadThrough(pool, store, settings.request_timeout_s),
                 "changes": hub,
+                "stream_slots": StreamSlots(settings.sse_max_streams, settings.sse_max_streams_per_client),
+                GUARD_STATE_KEY: ConnectionGuard(ConnectionLimits.from_settings(settings)),
             }
         finally:
-            hub_task.cancel()
-            await asyncio.gather(hub_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if own_process:
+                collector.uninstall()
             await pool.close()
             await redis.aclose()
 
@@ -171,3 +190,9 @@ class HotPath:
 
 _STATUS_PREFIX, _STATUS_SUFFIX = "/api/profile/", "/status"
 _STATUS_MIN = len(_STATUS_PREFIX) + len(_STATUS_SUFFIX)  # "/api/profile//status": an empty name (400), as the route reads it
+
+
+def create_served_app() -> Starlette | HotPath:
+    """The app as `profile-status api` serves it (uvicorn's factory): settings from the environment,
+    the process its own."""
+    return create_app(own_process=True)

@@ -17,8 +17,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("profile_status_api_requests", "HTTP requests", ["route", "code"])
@@ -32,7 +32,30 @@ NOT_MODIFIED = Counter("profile_status_api_not_modified", "Polls answered 304 No
 SSE_CLIENTS = Gauge("profile_status_api_sse_clients", "Open event streams", multiprocess_mode="livesum")
 REDIS_ERRORS = Counter("profile_status_api_redis_errors", "Requests that found Redis unreachable")
 POSTGRES_ERRORS = Counter("profile_status_api_postgres_errors", "Misses that found Postgres unreachable")
+BAD_MESSAGES = Counter("profile_status_api_bad_change_messages", "Change messages that could not be read (ignored)")
+CACHE_RESETS = Counter(
+    "profile_status_api_cache_resets", "Times the process cache was emptied because a change message was lost"
+)
+POSITIONS_SHIFTED = Counter(
+    "profile_status_api_positions_shifted",
+    "Held queue positions moved by the change messages' queue moves instead of being read from Redis again",
+)
+STALLS = Histogram(
+    "profile_status_api_event_loop_stall_seconds",
+    "How late the event loop ran a timer (longer than 1 ms): a stall every waiting request shares",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+)
+STALL_MAX = Gauge(
+    "profile_status_api_event_loop_stall_max_seconds",
+    "The longest event-loop stall since the previous scrape of /metrics",
+    multiprocess_mode="max",
+)
 MISSES = Counter("profile_status_api_misses", "Polls that found no document and read through to Postgres")
+REFUSED = Counter(
+    "profile_status_api_refused",
+    "Connections and streams refused by the abuse limits, by status (408 slow head, 429 per client, 431 large head)",
+    ["status"],
+)
 HEARTBEAT_AGE = Gauge(
     "profile_status_api_projector_heartbeat_age_seconds",
     "Age of the projector's heartbeat as this API sees it (-1: none)",
@@ -40,13 +63,29 @@ HEARTBEAT_AGE = Gauge(
 )
 
 
+_worst_stall = 0.0
+
+
+def note_stall(seconds: float) -> None:
+    """A stall of `seconds`: the gauge keeps the worst until the next scrape."""
+    global _worst_stall
+    if seconds > _worst_stall:
+        _worst_stall = seconds
+        STALL_MAX.set(seconds)
+
+
 def exposition() -> tuple[bytes, str]:
-    """The metrics text, summed over workers when running multi-process."""
+    """The metrics text, summed over workers when running multi-process; starts the next stall window."""
+    global _worst_stall
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        out = generate_latest(registry), CONTENT_TYPE_LATEST
+    else:
+        out = generate_latest(), CONTENT_TYPE_LATEST
+    _worst_stall = 0.0
+    STALL_MAX.set(0.0)
+    return out
 
 
 class RouteMetrics:

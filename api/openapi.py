@@ -1,4 +1,8 @@
-"""`GET /openapi.json`, generated from the response models in `api.schemas` and the stored document model."""
+"""`GET /openapi.json`, generated from the answer models in `shared.model.answers` and the stored document model.
+
+`python -m api.openapi > docs/openapi.json` writes the copy kept in the repository
+(a unit test fails while it is stale).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api import schemas
 from api.responses import JSON
-from shared.document import StatusDocument
+from shared.model import answers as schemas
+from shared.model.document import StatusDocument
 
 _MODELS: tuple[type[BaseModel], ...] = (
     schemas.StatusResponse,
+    schemas.StreamStatusEvent,
     schemas.ErrorResponse,
     schemas.UnavailableResponse,
     schemas.QueueStatusResponse,
@@ -43,11 +48,37 @@ def _json(model: type[BaseModel], description: str, headers: dict[str, Any] | No
     return out
 
 
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "The `id:` of the last event received (EventSource sends it when it reconnects)",
+    "schema": {"type": "string"},
+}
+_EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+_NO_MORE = {"description": "Resumed with the current version of every username, all terminal: nothing more will come"}
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}
 _POLL_HEADERS = {
     "ETag": {"schema": {"type": "string"}, "description": "Weak validator; send it back in If-None-Match"},
     "Cache-Control": {"schema": {"type": "string"}, "description": "max-age no longer than the polling advice"},
 }
+
+
+_STREAM_TEXT = (
+    "`event: status` with `data:` the GET's body: one at once, then one on every committed change, "
+    "stage boundary crossed by the clock, and moved queue position, until the job is terminal. "
+    "A store outage ends the stream with `event: status_error` (data: an ErrorResponse). "
+    "With `Last-Event-ID`, what the client holds is not sent again, unless the clock has moved "
+    "that version's stage since it was projected; when the client holds the current version "
+    "and the job is terminal, the answer is 204. A `: caught up` comment follows the first events."
+)
+_MULTIPLEXED_TEXT = (
+    "\n\nOne stream for many usernames: `data:` is a StreamStatusEvent (the GET's body plus "
+    "`username`); it stays open while any of them is not terminal. `id:` is a cursor of the "
+    "versions the client holds: `{list}.{base}.{d1}.{d2}...`, `list` 6 hex digits naming the "
+    "username list, `base` the smallest version (base 36), `dN` the N-th username's version "
+    "less `base` (base 36, empty while none was sent)."
+)
 
 
 @cache
@@ -85,14 +116,41 @@ def document() -> dict[str, Any]:
             "/api/profile/{username}/status/stream": {
                 "get": {
                     "summary": "Server-Sent Events: `event: status`, `id:` the document version, `data:` the GET's body",
+                    "description": _STREAM_TEXT,
                     "operationId": "streamStatus",
+                    "parameters": [_USERNAME, _LAST_EVENT_ID],
+                    "responses": {
+                        "200": {"description": "An event stream of StatusResponse bodies", "content": _EVENT_STREAM},
+                        "204": _NO_MORE,
+                        "429": _json(schemas.ErrorResponse, "Too many open streams from this client", _RETRY_AFTER),
+                        **errors,
+                    },
+                }
+            },
+            "/api/status/stream": {
+                "get": {
+                    "summary": "Server-Sent Events for up to 50 usernames over one connection",
+                    "description": _STREAM_TEXT + _MULTIPLEXED_TEXT,
+                    "operationId": "streamStatuses",
                     "parameters": [
-                        _USERNAME,
-                        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "usernames",
+                            "in": "query",
+                            "required": True,
+                            "description": "Comma-separated usernames, normalized as in the path of the GET; "
+                            "duplicates after normalization count once; at most 50",
+                            "schema": {"type": "string"},
+                            "example": "mike_1,Travel_48213,@anna",
+                        },
+                        _LAST_EVENT_ID,
                     ],
                     "responses": {
-                        "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                        **errors,
+                        "200": {"description": "An event stream of StreamStatusEvent bodies", "content": _EVENT_STREAM},
+                        "204": _NO_MORE,
+                        "400": _json(schemas.ErrorResponse, "An invalid username, or more than 50, naming the entry"),
+                        "500": errors["500"],
+                        "429": _json(schemas.ErrorResponse, "Too many open streams from this client", _RETRY_AFTER),
+                        "503": _json(schemas.UnavailableResponse, "Too many open streams, or the store unreachable", _RETRY_AFTER),
                     },
                 }
             },
@@ -105,7 +163,7 @@ def document() -> dict[str, Any]:
             },
             "/api/queue/recent": {
                 "get": {
-                    "summary": "Recently changed usernames",
+                    "summary": "Recently changed usernames (404 unless PROFILE_STATUS_PUBLIC_RECENT_USERNAMES is on)",
                     "operationId": "getRecentUsernames",
                     "parameters": [
                         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
@@ -113,6 +171,7 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(schemas.RecentResponse, "Newest first"),
                         "400": errors["400"],
+                        "404": _json(schemas.ErrorResponse, "Not published by this deployment"),
                         "503": errors["503"],
                     },
                 }
@@ -120,11 +179,11 @@ def document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "responses": {"200": {"description": "The process runs"}}}},
             "/readyz": {
                 "get": {
-                    "summary": "Readiness: Redis answers and the projector's heartbeat is recent",
+                    "summary": "Readiness: this process can serve (Redis answers); the projector's health is in the body",
                     "operationId": "readyz",
                     "responses": {
                         "200": _json(schemas.Readiness, "Ready"),
-                        "503": _json(schemas.Readiness, "Not ready, with the reason", _RETRY_AFTER),
+                        "503": _json(schemas.Readiness, "Redis does not answer", _RETRY_AFTER),
                     },
                 }
             },
@@ -143,3 +202,9 @@ def document() -> dict[str, Any]:
 async def openapi(request: Request) -> Response:
     """Serve the document."""
     return JSON(document())
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(document(), indent=2, sort_keys=True))

@@ -12,32 +12,41 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from psycopg import IsolationLevel
+from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
-from shared.document import StatusDocument
-from shared.rules import QueuePosition
-from shared.store import StatusStore
-from shared.truth import count_position, read_usernames
+from shared.model.document import StatusDocument
+from shared.model.rules import QueuePosition
+from shared.postgres.connect import connection_options
+from shared.postgres.snapshots import count_position, read_usernames
+from shared.postgres.types import register_loaders
+from shared.redis_store.store import StatusStore
 
 log = logging.getLogger(__name__)
 
 
-async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
+async def _configure(conn: AsyncConnection) -> None:
+    register_loaders(conn)
     await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     await conn.set_read_only(True)
 
 
-def make_pool(database_url: str, size: int) -> AsyncConnectionPool:
-    """A small pool, opened lazily: the API must start, and serve hits, without Postgres."""
+def make_pool(database_url: str, size: int, max_waiting: int = 0) -> AsyncConnectionPool:
+    """A small pool, opened lazily: the API must start, and serve hits, without Postgres.
+
+    `max_waiting` bounds the requests queued for a connection (0: unbounded); one
+    more fails at once (`psycopg_pool.TooManyRequests`, a 503), so a flood of
+    misses for made-up names cannot pile up behind the few connections.
+    """
     return AsyncConnectionPool(
         database_url,
         min_size=0,
         max_size=size,
+        max_waiting=max_waiting,
         open=False,
         configure=_configure,
         timeout=5.0,
-        kwargs={"application_name": "profile-status-api"},
+        kwargs={"application_name": "profile-status-api", **connection_options(database_url)},
     )
 
 
@@ -83,5 +92,5 @@ class ReadThrough:
         if entry is None or entry.queue_member is None:
             return None
         async with self.pool.connection() as conn, conn.transaction():
-            ahead, total = await count_position(conn, entry.priority, entry.timestamp, entry.id)
+            ahead, total = await count_position(conn, entry.id)
         return QueuePosition(ahead=ahead, total=total)

@@ -25,9 +25,21 @@ def error(status_code: int, detail: str) -> JSON:
     return JSON({"success": False, "detail": detail}, status_code=status_code, headers=NO_STORE)
 
 
+def too_many(detail: str) -> JSON:
+    """429 for a client over its share: it should close something or retry later."""
+    body = {"success": False, "detail": detail}
+    return JSON(body, status_code=429, headers={**NO_STORE, "Retry-After": str(RETRY_AFTER_S)})
+
+
 def unavailable(detail: str, error_type: str, message: str) -> JSON:
     """503 for a dependency we cannot reach: the client should retry later."""
-    body = {
+    body = unavailable_body(detail, error_type, message)
+    return JSON(body, status_code=503, headers={**NO_STORE, "Retry-After": str(RETRY_AFTER_S)})
+
+
+def unavailable_body(detail: str, error_type: str, message: str) -> dict[str, Any]:
+    """The contract's body for a dependency we cannot reach, in our words (never a driver's)."""
+    return {
         "success": False,
         "detail": detail,
         "data": {
@@ -38,6 +50,8 @@ def unavailable(detail: str, error_type: str, message: str) -> JSON:
             "retry_recommended": True,
             "retry_delay": f"{RETRY_AFTER_S} seconds",
             "next_action": "retry_status_check",
+            # What a polling frontend reads from every answer (the seed's component, issue 16).
+            "recommended_polling_interval": f"{RETRY_AFTER_S} seconds",
+            "recommended_polling_seconds": RETRY_AFTER_S,
         },
     }
-    return JSON(body, status_code=503, headers={**NO_STORE, "Retry-After": str(RETRY_AFTER_S)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -13,20 +12,22 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg_pool import PoolTimeout
-from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api import metrics
 from api.cache import LocalCache
+from api.kept_answers import KeptAnswers
 from api.read_through import ReadThrough
 from api.responses import error, unavailable
-from shared.document import StatusDocument
 from shared.errors import one_line
-from shared.estimates import Estimates
-from shared.reader import Reading, StatusReader
-from shared.render import duration_only_until, render, unchanged_until
-from shared.usernames import InvalidUsername, normalize_username
+from shared.model.document import StatusDocument
+from shared.model.estimates import Estimates
+from shared.model.render import duration_field, duration_only_until, render, unchanged_until
+from shared.model.rules import QueuePosition
+from shared.model.usernames import InvalidUsername, normalize_username
+from shared.redis_store.connect import STORE_ERRORS
+from shared.redis_store.reader import Reading, StatusReader
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,27 @@ _MAX_AGE = {"exists": 300, "NOT_FOUND": 5, "COMPLETED": 30, "FAILED": 30}
 
 
 class StoreUnavailable(Exception):
-    """Redis did not answer."""
+    """Redis did not answer (the message is the driver's, for the log)."""
+
+    # What the client is told instead: (detail, error_type, message) of the 503.
+    answer = ("Status store unavailable", "redis_unavailable", "Status temporarily unavailable, retry shortly")
 
 
 class DatabaseUnavailable(Exception):
-    """Postgres did not answer on the miss path."""
+    """Postgres did not answer on the miss path (the message is the driver's, for the log)."""
+
+    answer = ("Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What a username's status is rendered from."""
+
+    document: StatusDocument
+    position: QueuePosition | None
+    estimates: Estimates
+    # The Redis reading (or the process cache's copy), when it alone made the answer (not the miss path).
+    reading: Reading | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +69,6 @@ class Status:
     data: dict[str, Any]
     now: datetime
     estimates: Estimates
-    # The Redis reading rendered, when it alone made the answer (not the miss path).
     reading: Reading | None
 
 
@@ -60,6 +76,16 @@ async def current_status(
     reader: StatusReader, fallback: ReadThrough, username: str, cache: LocalCache | None = None
 ) -> Status:
     """Read (or on a miss, resolve) and render the status of a normalized username."""
+    resolved = await resolve_status(reader, fallback, username, cache)
+    now = datetime.now(UTC)
+    data = render(resolved.document, now, resolved.position, resolved.estimates)
+    return Status(resolved.document, data, now, resolved.estimates, resolved.reading)
+
+
+async def resolve_status(
+    reader: StatusReader, fallback: ReadThrough, username: str, cache: LocalCache | None = None
+) -> Resolved:
+    """The document and position of a normalized username: from the process cache, Redis, or on a miss Postgres."""
     try:
         reading = cache.get(username) if cache else None
         if reading is None:
@@ -68,7 +94,7 @@ async def current_status(
             if cache and token:
                 cache.put(username, reading, token)
         estimates = await reader.estimates()
-    except (RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         raise StoreUnavailable(one_line(exc)) from exc
     doc, position = reading.document, reading.position
     from_redis = doc is not None and not reading.needs_position
@@ -83,11 +109,10 @@ async def current_status(
             raise DatabaseUnavailable("Postgres did not answer in time") from exc
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
-        except RedisError as exc:
+        except STORE_ERRORS as exc:  # the write-back of the answer
             raise StoreUnavailable(one_line(exc)) from exc
     assert doc is not None
-    now = datetime.now(UTC)
-    return Status(doc, render(doc, now, position, estimates), now, estimates, reading if from_redis else None)
+    return Resolved(doc, position, estimates, reading if from_redis else None)
 
 
 def etag(data: dict[str, Any]) -> str:
@@ -123,17 +148,18 @@ class Answer:
     """A rendered 200 of the status endpoint, down to its header and body bytes."""
 
     tag: bytes
-    not_modified_headers: list[tuple[bytes, bytes]]
-    headers: list[tuple[bytes, bytes]]
+    # Tuples: kept answers are many and long-lived, and a tuple of bytes is no work for the collector.
+    not_modified_headers: tuple[tuple[bytes, bytes], ...]
+    headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Answer:
         """Render `data` once: validator, caching headers, body."""
         tag = etag(data).encode()
-        common = [(b"etag", tag), (b"cache-control", b"max-age=%d" % max_age(data))]
+        common = ((b"etag", tag), (b"cache-control", b"max-age=%d" % max_age(data)))
         body = orjson.dumps({"success": True, "data": data})
-        length = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        length = ((b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)))
         return cls(tag, common, common + length, body)
 
     def response(self, if_none_match: bytes | None, now: datetime) -> _Raw:
@@ -150,19 +176,19 @@ _DURATION_FIELD = b'"processing_duration_seconds":'
 class RunningAnswer:
     """A running job's rendered 200, but for its duration, which is put in at each response.
 
-    Valid while `shared.render.duration_only_until` holds: the ETag leaves the
+    Valid while `shared.model.render.duration_only_until` holds: the ETag leaves the
     duration out, so it stays; the body is the bytes around the number.
     """
 
     tag: bytes
-    not_modified_headers: list[tuple[bytes, bytes]]
+    not_modified_headers: tuple[tuple[bytes, bytes], ...]
     head: bytes
     tail: bytes
     started: datetime
 
     @classmethod
     def of(cls, data: dict[str, Any], started: datetime) -> RunningAnswer:
-        """Render `data` once and cut its body around the duration (a number: it ends at the next comma)."""
+        """Render `data` once and cut its body around the duration (a number or null: it ends at the next comma)."""
         answer = Answer.of(data)
         start = answer.body.index(_DURATION_FIELD) + len(_DURATION_FIELD)
         end = answer.body.index(b",", start)
@@ -172,7 +198,8 @@ class RunningAnswer:
         """304 when the client holds this version, else the 200 with the duration at `now`, as render has it."""
         if _matches(if_none_match, self.tag):
             return _Raw(304, list(self.not_modified_headers), b"")
-        duration = round(max(0.0, (now - self.started).total_seconds()), 2)
+        # As render has it: a start ahead of the clock is a duration of 0, sent as null.
+        duration = duration_field(max(0.0, (now - self.started).total_seconds()))
         body = self.head + orjson.dumps(duration) + self.tail
         headers = [*self.not_modified_headers, (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         return _Raw(200, headers, body)
@@ -183,8 +210,12 @@ class StatusEndpoint:
 
     The hot path of the whole service: it skips Starlette's Request/Response
     objects and writes pre-built header lists; a 304 renders no body, and a
-    poll the process cache can answer renders nothing at all.
+    poll whose reading rendered an answer still standing renders nothing at all
+    (`api.kept_answers`).
     """
+
+    def __init__(self) -> None:
+        self.answers: KeptAnswers[Answer | RunningAnswer] = KeptAnswers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.response(scope)
@@ -208,35 +239,31 @@ class StatusEndpoint:
         reader: StatusReader = state["reader"]
         cache: LocalCache | None = state["changes"].cache
         if_none_match = _header(scope, b"if-none-match")
-        if cache is not None and cache.live:
-            with contextlib.suppress(RedisError, OSError):  # current_status below says what went wrong
-                now = datetime.now(UTC)
-                kept = cache.answer(username, now, await reader.estimates())
-                if kept is not None:
-                    return kept.response(if_none_match, now)
         try:
-            status = await current_status(reader, state["read_through"], username, cache)
+            resolved = await resolve_status(reader, state["read_through"], username, cache)
         except StoreUnavailable as exc:
             metrics.REDIS_ERRORS.inc()
             log.warning("redis unavailable: %s", exc, extra={"event": "redis_unavailable"})
-            return unavailable(
-                "Status store unavailable", "redis_unavailable", "Status temporarily unavailable, retry shortly"
-            )
+            return unavailable(*exc.answer)
         except DatabaseUnavailable as exc:
             metrics.POSTGRES_ERRORS.inc()
             log.warning("postgres unavailable on a miss: %s", exc, extra={"event": "postgres_unavailable"})
-            return unavailable(
-                "Status source unavailable", "database_unavailable", "Status temporarily unavailable, retry shortly"
-            )
-        answer: Answer | RunningAnswer = Answer.of(status.data)
-        if cache is not None and status.reading is not None:
-            doc = status.document
-            until = unchanged_until(doc, status.now, status.estimates)
-            if until is None and (until := duration_only_until(doc, status.now, status.estimates)) is not None:
+            return unavailable(*exc.answer)
+        now = datetime.now(UTC)
+        reading, doc, estimates = resolved.reading, resolved.document, resolved.estimates
+        if reading is not None:
+            kept = self.answers.get(username, reading, now, estimates)
+            if kept is not None:
+                return kept.response(if_none_match, now)
+        data = render(doc, now, resolved.position, estimates)
+        answer: Answer | RunningAnswer = Answer.of(data)
+        if reading is not None:
+            until = unchanged_until(doc, now, estimates)
+            if until is None and (until := duration_only_until(doc, now, estimates)) is not None:
                 assert doc.queue is not None and doc.queue.last_attempt is not None  # a running job's, then
-                answer = RunningAnswer.of(status.data, doc.queue.last_attempt)
-            cache.keep_answer(username, status.reading, answer, until, status.estimates)
-        return answer.response(if_none_match, status.now)
+                answer = RunningAnswer.of(data, doc.queue.last_attempt)
+            self.answers.keep(username, reading, answer, until, estimates)
+        return answer.response(if_none_match, now)
 
 
 class _Raw:

@@ -23,14 +23,14 @@ class BenchConfig:
     profiles: int = 10_000
     # Distinct paths wrk polls (70% queued, 20% completed, 10% unknown names).
     paths: int = 20_000
-    # wrk: fixed concurrency, one thread, after a warm-up.
+    # wrk: fixed concurrency, one thread, after a warm-up with the same load (our API starts cold before it).
     connections: int = 64
-    warmup_s: int = 3
+    warmup_s: int = 10
     duration_s: int = 10
-    # Rounds of the interleaved runs (a)-(d); each figure is the best of its rounds (see throughput.run).
+    # Rounds of the interleaved runs; each figure is the median of its rounds (see throughput.run).
     api_rounds: int = 2
-    # Changes committed per second during one extra run of our API (every change moves queue positions).
-    api_write_rate: int = 100
+    # Changes committed per second during extra runs of our API (every change moves queue positions).
+    api_write_rates: tuple[int, ...] = (10, 100)
     # Projector: lag at a fixed commit rate.
     lag_rate: int = 1_000
     lag_s: float = 10.0
@@ -70,6 +70,7 @@ def quick(database_url: str, redis_url: str, *, profile: bool = False) -> BenchC
         paths=500,
         warmup_s=1,
         duration_s=1,
+        api_write_rates=(10,),
         api_rounds=1,
         lag_rate=200,
         lag_s=1.0,

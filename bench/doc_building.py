@@ -2,10 +2,10 @@
 
     python -m bench.doc_building [--usernames 100000] [--runs 3] [--serializer auto]
 
-Synthetic rows (the types of `shared.rows`, timestamps in the `Etc/UTC` zone as
+Synthetic rows (the types of `shared.model.rows`, timestamps in the `Etc/UTC` zone as
 psycopg hands them out) go through exactly what a rebuild runs per chunk:
-`shared.truth.Snapshot(...).projections(now)`, then, per document, its JSON
-(what `shared.store` writes) and its digest. Row generation is not timed.
+`shared.postgres.snapshots.Snapshot(...).projections(now)`, then, per document, its JSON
+(what `shared.redis_store.store` writes) and its digest. Row generation is not timed.
 
 As in a rebuild, which streams, only one chunk's rows are alive at a time: each
 chunk is generated just before it is timed, so the garbage collector scans a
@@ -30,9 +30,9 @@ from datetime import datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from shared.document import StatusDocument
-from shared.rows import ProfileRow, QueueRow
-from shared.truth import STREAM_CHUNK_ROWS, Snapshot, UsernameRows
+from shared.model.document import StatusDocument
+from shared.model.rows import ProfileRow, QueueRow
+from shared.postgres.snapshots import STREAM_CHUNK_ROWS, Snapshot, UsernameRows
 
 PG_UTC = ZoneInfo("Etc/UTC")  # what psycopg returns with the server's default TimeZone
 NOW = datetime(2026, 1, 15, 14, 30, 0, 123456, tzinfo=PG_UTC)

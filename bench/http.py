@@ -20,6 +20,7 @@ _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
 _STATUS = re.compile(r"^STATUS 200=(\d+) 304=(\d+) other=(\d+)", re.MULTILINE)
 _OTHER = re.compile(r"^OTHER (.*)$", re.MULTILINE)
+_TAIL = re.compile(r"^LATENCY p999_us=(\d+) max_us=(\d+)", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
@@ -44,6 +45,10 @@ class WrkResult:
     socket_errors: int
     # The first answer that was neither 200 nor 304: "<status> <body>", or "".
     other_sample: str = ""
+    p999_ms: float = float("nan")
+    max_ms: float = float("nan")
+    # The server's longest event-loop stall during the run (ours only: from its /metrics).
+    stall_ms: float = float("nan")
 
     def statuses(self) -> str:
         """`200: n, 304: n, other: n`, leaving out zeros."""
@@ -57,7 +62,7 @@ def parse_wrk(output: str) -> WrkResult:
     rps, total, status = _RPS.search(output), _TOTAL.search(output), _STATUS.search(output)
     if not rps or not total or len(percentiles) < 4:
         raise ValueError(f"unexpected wrk output:\n{output}")
-    errors, sample = _SOCKET_ERRORS.search(output), _OTHER.search(output)
+    errors, sample, tail = _SOCKET_ERRORS.search(output), _OTHER.search(output), _TAIL.search(output)
     ok, not_modified, other = (int(x) for x in status.groups()) if status else (0, 0, 0)
     return WrkResult(
         requests_per_s=float(rps.group(1)),
@@ -71,6 +76,8 @@ def parse_wrk(output: str) -> WrkResult:
         status_other=other,
         socket_errors=sum(int(x) for x in errors.groups()) if errors else 0,
         other_sample=sample.group(1).strip() if sample else "",
+        p999_ms=int(tail.group(1)) / 1000 if tail else float("nan"),
+        max_ms=int(tail.group(2)) / 1000 if tail else float("nan"),
     )
 
 

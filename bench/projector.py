@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import redis
 
 from bench import profiling, writer
 from bench.procs import Child, cpu_seconds, python
 from bench.subscriber import Subscription
-from shared.keys import Keys
+from shared.redis_store.keys import Keys
+from shared.redis_store.records import Heartbeat
 
 READY_TIMEOUT_S = 600.0
 APPLY_TIMEOUT_S = 120.0
@@ -179,10 +179,10 @@ def partitions_held(redis_url: str, prefix: str, pids: Sequence[int]) -> dict[in
     client = redis.Redis.from_url(redis_url)
     try:
         held: dict[int, set[int]] = {}
-        main = client.get(keys.heartbeat)
+        main = Heartbeat.parse(client.get(keys.heartbeat))
         for pid in pids:
-            beat = main if main and orjson.loads(main)["pid"] == pid else client.get(f"{keys.heartbeat}:{pid}")
-            held[pid] = set(orjson.loads(beat)["partitions"]) if beat else set()
+            beat = main if main and main.pid == pid else Heartbeat.parse(client.get(f"{keys.heartbeat}:{pid}"))
+            held[pid] = set(beat.partitions) if beat else set()
         return held
     finally:
         client.close()

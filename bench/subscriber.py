@@ -1,8 +1,9 @@
 """Timestamping the projector's change notifications, in a process of its own.
 
-The projector PUBLISHes `"{username} {version}"` on `{prefix}@changes` for each
-document it changed. `python -m bench.subscriber REDIS_URL CHANNEL` prints
-`READY` once subscribed, then `<unix time> <username> <version>` per message.
+Every write is announced on `{prefix}@changes` (one line per username, see
+`shared.redis_store.records`). `python -m bench.subscriber REDIS_URL CHANNEL`
+prints `READY` once subscribed, then `<unix time> <username> <version>` per
+username announced.
 A separate process, so that the arrival times are not delayed by the writer.
 """
 
@@ -23,6 +24,8 @@ import redis
 
 from bench.config import PROJECT_ROOT
 from bench.procs import child_env, python
+from shared.redis_store.keys import token
+from shared.redis_store.records import parse_changes
 
 READY_TIMEOUT_S = 10.0
 
@@ -43,7 +46,9 @@ def main(argv: list[str]) -> int:
     out.flush()
     for message in pubsub.listen():
         if message["type"] == "message":
-            out.write(f"{time.time():.6f} {message['data'].decode()}\n")
+            at = f"{time.time():.6f}"
+            changes = [c for c in parse_changes(message["data"]) if c.username is not None]  # not a rebuild's sweep
+            out.write("".join(f"{at} {token(c.username)} {c.version}\n" for c in changes))
             out.flush()
     return 0
 
@@ -97,9 +102,8 @@ class Subscription:
                 continue
             if line is None:
                 raise RuntimeError("the change subscriber exited")
-            # Other messages share the channel (the projector's liveness beat): only "<name> <version>" counts.
-            at, name, *version = line.split()
-            if version and name in waiting:
+            at, name, _version = line.split()
+            if name in waiting:
                 waiting.discard(name)
                 seen[name] = float(at)
         return seen

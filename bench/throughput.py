@@ -1,19 +1,24 @@
 """The API runs: three reference servers and ours, each under the same uvicorn settings, measured with wrk.
 
 Pinned runs put the server (and the idle projector) on core 0 and wrk on core 1;
-Redis and Postgres are the machine's and float. Every server is started, warmed
-up with a discarded wrk run, measured, and stopped before the next one starts.
+Redis and Postgres are the machine's and float. Each measured run of ours starts
+a fresh server (cold: nothing in its memory), warms it up with the same load for
+`warmup_s` (no path fetched beforehand), then measures; the rounds interleave
+every server, and the table gives each one's median. The best case (every path
+fetched once before, so nearly every poll is answered from process memory)
+comes after, as extra rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import profiling, writer
@@ -68,12 +73,12 @@ def references(database_url: str, redis_url: str, prefix: str) -> list[Server]:
     ]
 
 
-def ours(database_url: str, redis_url: str, prefix: str, workers: int) -> Server:
-    """(d)/(e) `profile-status api` itself, configured only through its environment."""
+def ours(database_url: str, redis_url: str, prefix: str, workers: int = 1, key: str = "", **env: str) -> Server:
+    """`profile-status api` itself, configured only through its environment (`env`: PROFILE_STATUS_* extras)."""
     return Server(
-        f"ours{workers}",
+        key or f"ours{workers}",
         (*python("-m", "profile_status.cli", "api", "--host", "127.0.0.1", "--port", "{port}"), "--workers", str(workers)),
-        {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "PROFILE_STATUS_KEY_PREFIX": prefix},
+        {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "PROFILE_STATUS_KEY_PREFIX": prefix, **env},
         "/healthz",
     )
 
@@ -118,8 +123,26 @@ class ApiRuns:
 
     @property
     def results(self) -> dict[str, WrkResult]:
-        """The best run of each: on a shared machine noise only ever slows a run down."""
-        return {key: max(runs, key=lambda r: r.requests_per_s) for key, runs in self.all.items()}
+        """The median of each run's rounds (field by field)."""
+        return {key: median_of(runs) for key, runs in self.all.items()}
+
+
+def median_of(runs: Sequence[WrkResult]) -> WrkResult:
+    """A result whose every figure is the median of the rounds' (counts summed)."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def med(name: str) -> float:
+        return float(statistics.median(getattr(r, name) for r in runs))
+
+    return replace(
+        runs[0],
+        requests_per_s=med("requests_per_s"), p50_ms=med("p50_ms"), p75_ms=med("p75_ms"), p90_ms=med("p90_ms"),
+        p99_ms=med("p99_ms"), p999_ms=med("p999_ms"), max_ms=med("max_ms"), stall_ms=med("stall_ms"),
+        requests=sum(r.requests for r in runs), status_200=sum(r.status_200 for r in runs),
+        status_304=sum(r.status_304 for r in runs), status_other=sum(r.status_other for r in runs),
+        socket_errors=sum(r.socket_errors for r in runs),
+    )
 
 
 class Mixes:
@@ -136,14 +159,27 @@ class Mixes:
         return paths, write_paths(self.work / f"paths-{self._runs}.txt", paths)
 
 
-def _ours(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
-    """Our API on a fresh mix, after one GET of every path: unknown names are in the negative cache by then."""
+def _stall_ms(base_url: str) -> float:
+    """The server's longest event-loop stall since its previous /metrics scrape, in ms (NaN if not reported)."""
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:  # loopback only
+            text = response.read().decode()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("profile_status_api_event_loop_stall_max_seconds"):
+            return float(line.split()[-1]) * 1000
+    return float("nan")
+
+
+def _prefetched(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
+    """The best case: one GET of every path first (this fills the process cache), then the run."""
     paths, paths_file = mixes.next()
     fetch_etags(url, paths)
     return measure(cfg, url, paths_file, pin=pin)
 
 
-def _ours_304(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
+def _prefetched_304(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
     """A fresh mix, every request carrying the ETag its path answered just before."""
     paths, _ = mixes.next()
     tags = fetch_etags(url, paths)
@@ -151,24 +187,45 @@ def _ours_304(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResu
 
 
 @contextlib.contextmanager
-def _writing(cfg: BenchConfig, database_url: str, names: Sequence[str], seconds: int) -> Iterator[None]:
-    """A writer committing `api_write_rate` single-row changes a second, in a thread, for `seconds`."""
+def _writing(database_url: str, names: Sequence[str], rate: int, seconds: int) -> Iterator[None]:
+    """A writer committing `rate` single-row changes a second, in a thread, for `seconds`."""
+    if rate <= 0:
+        yield
+        return
     with ThreadPoolExecutor(1) as pool:
-        writes = pool.submit(writer.paced, database_url, names[: cfg.api_write_rate * seconds], cfg.api_write_rate, seconds)
+        writes = pool.submit(writer.paced, database_url, names[: rate * seconds], rate, seconds)
         yield
         writes.result(timeout=seconds + 30)
 
 
-def _ours_while_writing(cfg: BenchConfig, url: str, database_url: str, mixes: Mixes) -> WrkResult:
-    """`_ours` while changes are committed (pinned like (d)).
+@dataclass(frozen=True)
+class OursRun:
+    """One configuration of ours measured cold: its environment, and the changes committed meanwhile."""
 
-    Every change can move queue positions, so this is the poll path when the
-    queue is busy, rather than when nothing changes.
-    """
-    paths, paths_file = mixes.next()
-    fetch_etags(url, paths)
-    with _writing(cfg, database_url, mixes.known.active, cfg.warmup_s + cfg.duration_s + 2):
-        return measure(cfg, url, paths_file, pin=True)
+    key: str
+    env: dict[str, str]
+    writes_per_s: int = 0
+
+
+def ours_runs(cfg: BenchConfig) -> list[OursRun]:
+    """Ours as deployed (the process cache on), every poll through Redis, and on a moving queue."""
+    return [
+        OursRun("ours", {}),
+        OursRun("ours_nocache", {"PROFILE_STATUS_LOCAL_CACHE": "false"}),
+        *(OursRun(f"ours_{rate}w", {}, rate) for rate in cfg.api_write_rates),
+    ]
+
+
+def _ours_cold(cfg: BenchConfig, database_url: str, prefix: str, run: OursRun, mixes: Mixes, work: Path) -> WrkResult:
+    """A fresh server: warmed up with the same load (and writes) for `warmup_s`, then measured."""
+    _, paths_file = mixes.next()
+    server = ours(database_url, cfg.redis_url, prefix, key=run.key, **run.env)
+    with serving(server, work, pin=True) as (_, url):
+        with _writing(database_url, mixes.known.active, run.writes_per_s, cfg.warmup_s + cfg.duration_s + 2):
+            run_wrk(url, paths_file, cfg.warmup_s, cfg.connections, pin=True)
+            _stall_ms(url)  # the measured window starts here
+            result = run_wrk(url, paths_file, cfg.duration_s, cfg.connections, pin=True)
+            return replace(result, stall_ms=_stall_ms(url))
 
 
 def _profile(cfg: BenchConfig, pid: int, url: str, paths_file: Path, out: Path) -> profiling.Summary:
@@ -191,24 +248,22 @@ def _profile(cfg: BenchConfig, pid: int, url: str, paths_file: Path, out: Path) 
 def _profiles(cfg: BenchConfig, pid: int, url: str, database_url: str, mixes: Mixes, out_dir: Path) -> list[str]:
     """Profiles of the idle-queue and the busy-queue poll paths, as Markdown."""
     lines: list[str] = []
-    paths, paths_file = mixes.next()
-    fetch_etags(url, paths)
+    _, paths_file = mixes.next()
     lines += _profile(cfg, pid, url, paths_file, out_dir / "api.folded").lines("API, 1 worker, idle queue") + [""]
     paths, paths_file = mixes.next()
-    fetch_etags(url, paths)
-    with _writing(cfg, database_url, mixes.known.active, 2 * cfg.duration_s + 3):
+    rate = max(cfg.api_write_rates)
+    with _writing(database_url, mixes.known.active, rate, 2 * cfg.duration_s + 3):
         summary = _profile(cfg, pid, url, paths_file, out_dir / "api-busy.folded")
-    lines += summary.lines(f"API, 1 worker, busy queue ({cfg.api_write_rate} changes/s)") + [""]
+    lines += summary.lines(f"API, 1 worker, moving queue ({rate} changes/s)") + [""]
     return lines
 
 
 def run(cfg: BenchConfig, database_url: str, prefix: str, known: Names, work: Path, profile_dir: Path) -> ApiRuns:
-    """(a), (b), (c) and ours (200 and 304) interleaved for `api_rounds` rounds, all pinned; then ours on a
-    busy queue; then ours with 2 workers, unpinned.
+    """The references and ours, cold, interleaved for `api_rounds` rounds, all pinned; then the best cases.
 
-    The four servers run side by side (an idle server costs nothing) so that the
-    rounds interleave them: a burst of load from another tenant of the machine
-    then hurts every server's figure a little rather than one server's a lot.
+    The references run side by side (an idle server costs nothing) so that the
+    rounds interleave every server: a burst of load from another tenant of the
+    machine then hurts every server's figure a little rather than one server's a lot.
     """
     runs = ApiRuns()
     mixes = Mixes(known, cfg.paths, work)
@@ -218,18 +273,19 @@ def run(cfg: BenchConfig, database_url: str, prefix: str, known: Names, work: Pa
             s.key: stack.enter_context(serving(s, work, pin=True))[1]
             for s in references(database_url, cfg.redis_url, prefix)
         }
-        child, url = stack.enter_context(serving(ours(database_url, cfg.redis_url, prefix, 1), work, pin=True))
-        runs.readyz = http_status(url + "/readyz")
         for _ in range(cfg.api_rounds):
             for key, reference_url in references_.items():
                 runs.add(key, measure(cfg, reference_url, plain, pin=True))
-            runs.add("ours1", _ours(cfg, url, mixes, pin=True))
-            runs.add("ours1_304", _ours_304(cfg, url, mixes, pin=True))
-        runs.add("ours1_writes", _ours_while_writing(cfg, url, database_url, mixes))
+            for run_ in ours_runs(cfg):
+                runs.add(run_.key, _ours_cold(cfg, database_url, prefix, run_, mixes, work))
+    # The best case, after: every path fetched once before the run.
+    with serving(ours(database_url, cfg.redis_url, prefix, 1), work, pin=True) as (child, url):
+        runs.readyz = http_status(url + "/readyz")
+        runs.add("best", _prefetched(cfg, url, mixes, pin=True))
+        runs.add("best_304", _prefetched_304(cfg, url, mixes, pin=True))
         if cfg.profile and profiling.available():
             runs.profiles = _profiles(cfg, child.pid, url, database_url, mixes, profile_dir)
     # Two workers cannot share one core usefully: nothing is pinned in this run.
     with serving(ours(database_url, cfg.redis_url, prefix, 2), work, pin=False) as (_, url):
-        runs.add("ours2", _ours(cfg, url, mixes, pin=False))
-        runs.add("ours2_304", _ours_304(cfg, url, mixes, pin=False))
+        runs.add("best2", _prefetched(cfg, url, mixes, pin=False))
     return runs

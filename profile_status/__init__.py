@@ -1,1 +1,1 @@
-"""profile-status: the command line that wires the projector, the API and their tools together."""
+"""profile-status: the command line (`profile-status ...`). The service itself lives in `shared`, `projector` and `api`."""

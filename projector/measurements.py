@@ -7,37 +7,33 @@ applied; replays and rebuilds find the document already there and report none.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from redis.asyncio import Redis
-
-from shared.document import State
-from shared.estimates import Estimates
-from shared.keys import Keys
-from shared.rules import latest_queue_row, priority_rank
-from shared.store import WAS_PENDING, WAS_PROCESSING, WRITTEN, Projection
-from shared.truth import Snapshot
+from shared.model.document import State
+from shared.model.estimates import Estimates
+from shared.model.queue_entry import priority_rank
+from shared.model.rules import Projection, latest_queue_row
+from shared.postgres.snapshots import Snapshot
+from shared.redis_store import reports
+from shared.redis_store.store import WAS_PENDING, WAS_PROCESSING, WRITTEN, StatusStore
 
 # Samples outside these bounds are clock trouble or abandoned jobs, not durations.
 MAX_PROCESSING_S = 6 * 3600
 MAX_WAIT_S = 7 * 24 * 3600
-COMPLETIONS_TTL_S = 2 * 3600
 
 
 class Measurements:
     """Keeps the moving averages and the completions-per-minute counters."""
 
-    def __init__(self, keys: Keys, estimates: Estimates | None = None) -> None:
-        self.keys = keys
+    def __init__(self, estimates: Estimates | None = None) -> None:
         self.estimates = estimates or Estimates()
         self.changed = False
 
     @classmethod
-    async def load(cls, redis: Redis, keys: Keys) -> Measurements:
+    async def load(cls, store: StatusStore) -> Measurements:
         """Continue from the averages a previous projector left in Redis."""
-        return cls(keys, Estimates.from_hash(await redis.hgetall(keys.estimates)))
+        return cls(await reports.estimates(store))
 
     def observe(self, snap: Snapshot, projections: Sequence[Projection], codes: Sequence[int], now: datetime) -> int:
         """Fold in the transitions of one applied batch; returns how many jobs completed."""
@@ -63,17 +59,12 @@ class Measurements:
                         self.changed = True
         return completed
 
-    async def record_completions(self, redis: Redis, count: int) -> None:
+    async def record_completions(self, store: StatusStore, count: int) -> None:
         """Count completions in this minute's bucket (read by the queue overview)."""
-        if count:
-            key = self.keys.completions(int(time.time() // 60))
-            pipe = redis.pipeline(transaction=False)
-            pipe.incrby(key, count)
-            pipe.expire(key, COMPLETIONS_TTL_S)
-            await pipe.execute()
+        await reports.count_completions(store, count)
 
-    async def save(self, redis: Redis) -> None:
+    async def save(self, store: StatusStore) -> None:
         """Publish the averages for the API, when they moved."""
         if self.changed:
-            await redis.hset(self.keys.estimates, mapping=self.estimates.to_hash())  # type: ignore[arg-type]
+            await reports.save_estimates(store, self.estimates)
             self.changed = False

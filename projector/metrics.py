@@ -27,6 +27,22 @@ RECONNECTS = Counter(
 )
 REBUILDS = Counter("profile_status_projector_rebuilds", "Full rebuilds of the projection", ["reason"])
 ERRORS = Counter("profile_status_projector_errors", "Errors by kind", ["kind"])
+WAITING = Gauge(
+    "profile_status_projector_waiting", "1 while the projector waits for a dependency to come back", ["dependency"]
+)
+OUTAGE_SECONDS = Gauge(
+    "profile_status_projector_outage_seconds", "How long the projector has been waiting for its dependencies (0: not)"
+)
+DEGRADED_VALUES = Counter(
+    "profile_status_projector_degraded_values",
+    "Values a document cannot show (rendered as null), each row and column counted once",
+    ["table", "column"],
+)
+QUARANTINED = Gauge("profile_status_projector_quarantined", "Usernames whose rows cannot be projected at all")
+QUARANTINE_EVENTS = Counter("profile_status_projector_quarantine_events", "Usernames put into quarantine")
+ROLLBACKS = Counter(
+    "profile_status_projector_redis_rollbacks", "Times Redis was found to have lost writes it had acknowledged"
+)
 ACTIVE = Gauge("profile_status_projector_active", "1 while this projector holds the lock")
 
 

@@ -55,7 +55,7 @@ class Ownership:
         if self.partitions == 1:
             await conn.execute(f"SET lock_timeout = {WAIT_SLICE_MS}")
             try:
-                await conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_BASE,))
+                await conn.execute("SELECT pg_catalog.pg_advisory_lock(%s::int8)", (ADVISORY_LOCK_BASE,))
                 self.owned = {0}
             except psycopg.errors.LockNotAvailable:
                 pass
@@ -74,7 +74,7 @@ class Ownership:
         for p in sorted(self.owned, reverse=True):
             if len(self.owned) <= fair:
                 break
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_BASE + p,))
+            await conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s::int8)", (ADVISORY_LOCK_BASE + p,))
             self.owned.discard(p)
             moved = True
         for p in range(self.partitions):
@@ -82,7 +82,7 @@ class Ownership:
                 break
             if p in self.owned:
                 continue
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_BASE + p,))
+            cur = await conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s::int8)", (ADVISORY_LOCK_BASE + p,))
             row = await cur.fetchone()
             if row and row[0]:
                 self.owned.add(p)
@@ -96,7 +96,9 @@ class Ownership:
 
     async def _projectors(self, conn: AsyncConnection) -> int:
         cur = await conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+            "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
+            " WHERE application_name OPERATOR(pg_catalog.=) %s::text"
+            " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
             (APPLICATION_NAME,),
         )
         row = await cur.fetchone()

@@ -10,19 +10,21 @@ time, so changes the projector is applying at that moment do not count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 from psycopg import AsyncConnection, IsolationLevel
 
-from shared.keys import Keys
-from shared.store import Command, Projection, StatusStore
-from shared.truth import read_usernames, stream_all
+from shared.model.queue_entry import PENDING, RUNNING
+from shared.model.rules import Projection
+from shared.postgres.snapshots import ACTIVE, PRIORITY_RANK, Snapshot, read_usernames_isolating, stream_all
+from shared.redis_store import scans
+from shared.redis_store.store import StatusStore
 
 SETTLE_S = 2.0
-SCAN_COUNT = 1000
+SCAN_COUNT = scans.SCAN_COUNT
 MAX_EXAMPLES = 5
 
 
@@ -36,12 +38,14 @@ class Report:
     queue_size_postgres: int = 0
     counts_redis: dict[str, int] = field(default_factory=dict)
     counts_postgres: dict[str, int] = field(default_factory=dict)
+    # Usernames the projector could not project, with why (each also counts as a difference).
+    quarantined: dict[str, str] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         """Differences; a queue-size or per-priority-count mismatch counts as one each."""
         return (
-            len(self.differences)
+            len(self.differences | {name: "" for name in self.quarantined})
             + (self.queue_size_redis != self.queue_size_postgres)
             + (self.counts_redis != self.counts_postgres)
         )
@@ -57,43 +61,28 @@ class Report:
             out.append(f"  active counts: Redis {self.counts_redis}, Postgres {self.counts_postgres}")
         for name, why in list(self.differences.items())[:MAX_EXAMPLES]:
             out.append(f"  {name}: {why}")
+        if self.quarantined:
+            out.append(f"  {len(self.quarantined)} usernames in quarantine (their rows cannot be projected):")
+            out += [f"    {name!r}: {why}" for name, why in list(self.quarantined.items())[:MAX_EXAMPLES]]
         return out
 
 
 async def _compare(store: StatusStore, projections: list[Projection]) -> dict[str, str]:
     """Differences between expected projections and what Redis holds, by username."""
-    k = store.keys
-    groups = [_by_set(k, p.document.username, p.active_members) for p in projections]
-    commands: list[Command] = []
-    for p, group in zip(projections, groups, strict=True):
-        name = p.document.username
-        commands.append(("GET", k.document(name)))
-        commands.append(("HGET", k.active_members(k.shard_of(name)), name))
-        commands += [("ZMSCORE", key, *members) for key, members in group.items()]
-    replies = iter(await store.run(commands))
+    held = await scans.held(store, [p.document.username for p in projections], [p.active_members for p in projections])
     out: dict[str, str] = {}
-    for p, group in zip(projections, groups, strict=True):
-        doc, held = next(replies), next(replies)
-        scores = [score for _ in group for score in next(replies)]
+    for p, (doc, meta, scores) in zip(projections, held, strict=True):
         expected = p.document
-        held_members = (held or b"").decode().partition(" ")[2]
+        entries = meta.entries if meta is not None else ()
         if doc is None:
             if expected.state.value != "not_found":
                 out[expected.username] = "document missing"
         elif (stored := orjson.loads(doc)).get("digest") != expected.digest:
             out[expected.username] = f"document says {_summary(stored)}, Postgres says {_summary(expected.model_dump(mode='json'))}"
-        elif held_members != " ".join(p.active_members):
+        elif list(entries) != list(p.active_members):
             out[expected.username] = "active queue entries differ"
         elif any(score is None for score in scores):
             out[expected.username] = "active queue entry missing"
-    return out
-
-
-def _by_set(keys: Keys, username: str, members: Sequence[str]) -> dict[str, list[str]]:
-    """A username's members by the queue set that should hold each."""
-    out: dict[str, list[str]] = {}
-    for m in members:
-        out.setdefault(keys.set_of(keys.shard_of(username), m), []).append(m)
     return out
 
 
@@ -104,14 +93,19 @@ def _summary(doc: dict) -> str:  # type: ignore[type-arg]
 
 async def _check_usernames(store: StatusStore, conn: AsyncConnection, names: list[str]) -> dict[str, str]:
     async with conn.transaction():
-        snap = await read_usernames(conn, names)
-    return await _compare(store, snap.projections(datetime.now(UTC)))
+        snap = await read_usernames_isolating(conn, names)
+    return await _compare(store, snap.projections(datetime.now(UTC))) | _unprojectable(snap)
 
 
-_ACTIVE_COUNTS = """
-SELECT (CASE priority WHEN 'HIGH' THEN '0' WHEN 'MEDIUM' THEN '1' ELSE '2' END)
-       || (CASE status WHEN 'PENDING' THEN 'P' ELSE 'R' END), count(*)
-FROM queue WHERE status IN ('PENDING', 'PROCESSING') GROUP BY 1
+def _unprojectable(snap: Snapshot) -> dict[str, str]:
+    return {name: f"its rows cannot be projected ({why})" for name, why in snap.failures.items()}
+
+
+_ACTIVE_COUNTS = f"""
+SELECT ({PRIORITY_RANK})::text
+       OPERATOR(pg_catalog.||) (CASE WHEN status OPERATOR(pg_catalog.=) 'PENDING' THEN '{PENDING}' ELSE '{RUNNING}' END),
+       pg_catalog.count(*)
+FROM queue WHERE {ACTIVE} GROUP BY 1
 """
 
 
@@ -140,13 +134,16 @@ async def verify(
     async with conn.transaction():
         async for snap in stream_all(conn):
             seen.update(snap.rows)
-            suspects.update(await _compare(store, snap.projections(datetime.now(UTC))))
+            projections = snap.projections(datetime.now(UTC))
+            suspects.update(await _compare(store, projections) | _unprojectable(snap))
             if progress:
                 progress(len(snap.rows))
     await _queue_totals(store, conn, report)
     unknown: list[str] = []
-    async for key in store.redis.scan_iter(match=store.keys.document_pattern, count=SCAN_COUNT):
-        name = store.keys.username_of(key.decode())
+    async for key, name in scans.documents(store):
+        if name is None:
+            report.differences[key.decode()] = "a key no username writes (an earlier layout's; a rebuild removes it)"
+            continue
         if name not in seen:
             unknown.append(name)
     for i in range(0, len(unknown), SCAN_COUNT):
@@ -160,4 +157,5 @@ async def verify(
         for i in range(0, len(names), SCAN_COUNT):
             report.differences.update(await _check_usernames(store, conn, names[i : i + SCAN_COUNT]))
         await _queue_totals(store, conn, report)
+    report.quarantined = await store.quarantined()
     return report

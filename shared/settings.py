@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from psycopg.conninfo import make_conninfo
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.keys import DEFAULT_PREFIX, Keys
-from shared.store import DOCUMENT_TTL_S, NOT_FOUND_TTL_S, TtlPolicy
+from shared.model.ttl import DOCUMENT_TTL_S, NOT_FOUND_TTL_S, TtlPolicy
+from shared.redis_store.keys import DEFAULT_PREFIX, Keys
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -30,6 +34,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "PROFILE_STATUS_REDIS_URL")
     )
+    # Passwords in files (Docker secrets), so that they are in no URL, environment or image:
+    # each replaces the password of its URL, in any characters (no URL-encoding to get wrong).
+    database_password_file: Path | None = None
+    redis_password_file: Path | None = None
     key_prefix: str = DEFAULT_PREFIX
     # REDIS_URL names one node of a Redis Cluster (the client discovers the rest).
     redis_cluster: bool = False
@@ -64,11 +72,34 @@ class Settings(BaseSettings):
     # Serve repeated polls from process memory, kept exact by the projector's change messages.
     local_cache: bool = True
     sse_max_streams: int = 2000
+    # Streams one client address may hold open per API process (0: no limit); beyond: 429.
+    sse_max_streams_per_client: int = 16
     sse_max_lifetime_s: float = 1800.0
     # Comma-separated origins allowed to call the API from a browser ("*" for any).
     cors_origins: str = ""
+    # `GET /api/queue/recent` lists other people's usernames: off (404) unless asked for (the demo does).
+    public_recent_usernames: bool = False
     redis_timeout_s: float = 2.0
+    # Misses ask Postgres over at most this many connections per API process; at most
+    # `miss_max_waiting` more wait for one (beyond: 503 at once), each for at most `request_timeout_s`.
     database_pool_size: int = 4
+    miss_max_waiting: int = 64
+    # What one connection and one client address may hold (api.server): the request head must
+    # arrive whole within `header_timeout_s` and `max_header_bytes`; beyond `max_connections`
+    # per process uvicorn answers 503; an idle keep-alive connection closes after `keep_alive_s`.
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 32 * 1024
+    max_connections: int = 4096
+    max_connections_per_client: int = 256
+    keep_alive_s: int = 5
+
+    @model_validator(mode="after")
+    def _passwords_from_files(self) -> Settings:
+        if self.database_password_file is not None:
+            self.database_url = make_conninfo(self.database_url, password=read_secret(self.database_password_file))
+        if self.redis_password_file is not None:
+            self.redis_url = redis_url_with_password(self.redis_url, read_secret(self.redis_password_file))
+        return self
 
     def keys(self) -> Keys:
         """The key names of this deployment."""
@@ -78,3 +109,20 @@ class Settings(BaseSettings):
     def ttl_policy(self) -> TtlPolicy:
         """How long documents live in Redis."""
         return TtlPolicy(self.document_ttl_s, self.not_found_ttl_s)
+
+
+def read_secret(path: Path) -> str:
+    """A secret file's content without the line ends after it (as `$(cat file)` reads it in a shell)."""
+    try:
+        return path.read_text().rstrip("\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read the secret file {path}: {exc.strerror}") from None
+
+
+def redis_url_with_password(url: str, password: str) -> str:
+    """`url` (redis:// or rediss://, with or without a user) with `password`, URL-encoded."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0] if at else ""
+    netloc = f"{user}:{quote(password, safe='')}@{hosts}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -16,8 +16,9 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 
-from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedRedisCluster
+from demo.embedded import EmbeddedPostgres, EmbeddedRedis
 from projector.migrate import migrate
+from tests.servers.cluster import EmbeddedRedisCluster
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,19 @@
 // The live page: queue overview plus status cards (the seed's ProfileStatusTracker).
-// Plain browser JavaScript, no build step. Each card follows one username over
-// Server-Sent Events, or by ETag polling at the interval the API recommends.
+// Plain browser JavaScript, no build step. Every card follows its username over
+// one multiplexed Server-Sent Events stream (GET /api/status/stream?usernames=...),
+// or, where streams do not get through, by ETag polling at the interval the API recommends.
 "use strict";
 
 const RECENT_LIMIT = 12;
 const OVERVIEW_EVERY_MS = 2000;
-// Browsers open at most 6 HTTP/1.1 connections per host and an EventSource holds
-// one for good: keep two free for the overview and the polls.
-const MAX_STREAMS = 4;
-const STREAM_BACKOFF_MS = 30000; // after a stream fails, poll that card for a while
-const DEFAULT_POLL_S = 5; // NOT_FOUND and errors carry no recommendation
+// The API's limit for one stream. Browsers open at most 6 HTTP/1.1 connections per
+// host and an EventSource holds one for good: one stream for every card.
+const MAX_STREAMED = 50;
+const STREAM_BACKOFF_MS = 30000; // after the stream fails, poll for a while
+const STREAM_REOPEN_MS = 100; // coalesce card changes into one new stream
+// A name just followed is likely submitted next: ask as often as its answer may be
+// cached (max-age 5 s); errors carry Retry-After.
+const DEFAULT_POLL_S = 5;
 const MAX_ATTEMPTS = 3; // the seed retries while attempts < 3
 const HEARTBEAT_STALE_S = 10;
 const STORAGE_KEY = "profile-status:following";
@@ -84,12 +88,9 @@ class Card {
     this.receivedAt = 0; // when `data` arrived: live durations count from here
     this.checkedAt = 0; // when the server last confirmed it (a 304 included)
     this.etag = null;
-    this.mode = "idle"; // idle (first GET) | sse | poll | done
-    this.source = null;
+    this.mode = "idle"; // idle (waiting for its first answer) | sse (on the page's stream) | poll | done
     this.timer = null;
     this.nextPollAt = 0;
-    this.streamErrors = 0;
-    this.streamBlockedUntil = 0;
     this.problem = null;
     this.history = [];
     this.polls = 0; // shown as data attributes, for the curious and for the browser test
@@ -107,54 +108,24 @@ class Card {
     el.dataset.username = this.username;
     el.querySelector(".username").textContent = "@" + this.username;
     el.querySelector(".username").title = "@" + this.username;
-    el.querySelector(".pin").addEventListener("click", () => follow(this.username));
-    el.querySelector(".unfollow").addEventListener("click", () => unfollow(this.username));
+    // The buttons repeat on every card: their names say whose card they act on.
+    const pin = el.querySelector(".pin");
+    pin.setAttribute("aria-label", `Follow @${this.username}`);
+    pin.addEventListener("click", () => follow(this.username));
+    const unpin = el.querySelector(".unfollow");
+    unpin.setAttribute("aria-label", `Unfollow @${this.username}`);
+    unpin.addEventListener("click", () => unfollow(this.username));
+    el.querySelector(".progress").setAttribute("aria-label", `Progress of @${this.username}`);
     return el;
   }
 
-  start() { this.poll(); } // one GET first: instant content; rebalance() then picks the transport
-
+  // The transport is chosen by rebalance(): the page's stream, or polling.
   setMode(mode) {
     if (this.mode === mode) return;
     this.mode = mode;
-    if (mode !== "sse") this.closeStream();
-    if (mode !== "poll" && mode !== "idle") this.clearTimer();
-    if (mode === "sse") this.openStream();
+    if (mode !== "poll") this.clearTimer();
     if (mode === "poll" && !this.timer) this.schedule(Math.max(0, (this.nextPollAt - Date.now()) / 1000));
     this.renderTransport();
-  }
-
-  // -- Server-Sent Events
-  openStream() {
-    const source = new EventSource(this.url + "/stream");
-    this.source = source;
-    this.streamErrors = 0;
-    source.addEventListener("status", (ev) => {
-      if (this.source !== source) return;
-      this.streamErrors = 0;
-      let body;
-      try { body = JSON.parse(ev.data); } catch { return; }
-      if (body && body.success) this.apply(body.data);
-    });
-    source.addEventListener("error", (ev) => {
-      if (this.source !== source) return;
-      if (ev.data) return this.dropStream(); // the server's own error event: store or database away
-      // CLOSED: the answer was no stream at all (404, 503 at the stream cap...). CONNECTING:
-      // EventSource retries by itself, with Last-Event-ID; give up after a few misses.
-      if (source.readyState === EventSource.CLOSED || ++this.streamErrors >= 3) this.dropStream();
-    });
-  }
-
-  closeStream() {
-    if (this.source) { this.source.close(); this.source = null; }
-  }
-
-  dropStream() {
-    this.closeStream();
-    this.streamBlockedUntil = Date.now() + STREAM_BACKOFF_MS;
-    this.nextPollAt = Date.now();
-    this.mode = "idle";
-    rebalance();
   }
 
   // -- ETag polling
@@ -197,7 +168,7 @@ class Card {
       this.showProblem(0, null);
       delay = DEFAULT_POLL_S;
     }
-    if (this.removed || this.mode === "sse" || this.mode === "done") return;
+    if (this.removed || this.mode !== "poll") return;
     if (delay == null) { this.setMode("done"); return; }
     this.schedule(delay);
     this.renderTransport();
@@ -216,6 +187,11 @@ class Card {
   }
 
   // -- state
+  applyStreamed(data) {
+    this.etag = null; // our validator, if any, is older than this answer
+    this.apply(data);
+  }
+
   apply(data) {
     this.data = data;
     this.receivedAt = this.checkedAt = Date.now();
@@ -223,7 +199,6 @@ class Card {
     if (this.history[this.history.length - 1] !== data.status) this.history.push(data.status);
     this.render();
     if (this.terminal) { this.setMode("done"); rebalance(); }
-    else if (this.mode === "idle") rebalance();
   }
 
   showProblem(status, body) {
@@ -255,6 +230,7 @@ class Card {
     const pct = d.status === "exists" ? 100 : Number(d.progress_percentage) || 0;
     const bar = el.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-valuetext", `${pct}%, ${stageName.toLowerCase()}`);
     bar.querySelector(".progress-fill").style.width = `${pct}%`;
     bar.title = `${pct}%`;
 
@@ -339,7 +315,7 @@ class Card {
     let title = "";
     if (this.mode === "sse") {
       text = "● live";
-      title = "Server-Sent Events: the API pushes every change";
+      title = "Server-Sent Events: the API pushes every change, one stream for every card";
     } else if (this.mode === "done") {
       text = this.invalid ? "not followed" : "final state";
     } else if (this.mode === "poll" && this.timer) {
@@ -369,40 +345,97 @@ class Card {
 
   remove() {
     this.removed = true;
-    this.closeStream();
     this.clearTimer();
     this.el.remove();
   }
 }
 
-// Streams go to followed cards first, then to the newest active ones; the rest poll.
+// ---------------------------------------------------------------- the page's one stream
+
+const live = {
+  source: null,
+  names: "", // the list the open (or opening) stream follows
+  errors: 0, // failed connection attempts since the last success
+  blockedUntil: 0, // after a failure, cards poll until then
+  reopen: null, // timer: the list changed
+};
+
+// While any card is active, every card rides on the page's one stream (followed ones
+// first, then the newest, up to the API's 50); the rest poll. Finished cards stay on
+// the stream while it is open (a COMPLETED job may yet become a profile), so that the
+// list, and with it the connection, changes only when cards come or go.
 function rebalance() {
-  const now = Date.now();
-  const active = [];
+  const shown = [];
   for (const card of cards.values()) {
-    if (card.removed || !card.data) continue;
-    if (card.terminal || card.invalid) card.setMode("done");
-    else active.push(card);
+    if (card.removed) continue;
+    if (card.invalid) card.setMode("done");
+    else shown.push(card);
   }
-  active.sort((a, b) => (b.followed - a.followed) || (b.seq - a.seq));
-  let slots = MAX_STREAMS;
-  for (const card of active) {
-    if (HAS_SSE && slots > 0 && (card.mode === "sse" || now >= card.streamBlockedUntil)) {
-      card.setMode("sse");
-      slots -= 1;
-    } else {
-      card.setMode("poll");
-    }
+  shown.sort((a, b) => (b.followed - a.followed) || (b.seq - a.seq));
+  const streaming = HAS_SSE && Date.now() >= live.blockedUntil && shown.some((c) => !c.terminal);
+  const streamed = streaming ? shown.slice(0, MAX_STREAMED) : [];
+  for (const card of shown) {
+    if (card.terminal) card.setMode("done");
+    else card.setMode(streamed.includes(card) ? "sse" : "poll");
   }
-  $("recent-empty").hidden = [...cards.values()].some((c) => !c.followed);
+  // Sorted: the same cards make the same URL, whose cursor EventSource sends back on reconnect.
+  followOnStream(streamed.map((c) => c.username).sort().join(","));
+  $("recent-empty").hidden = recentOff || [...cards.values()].some((c) => !c.followed);
+  $("recent-off").hidden = !recentOff;
   $("following-section").hidden = ![...cards.values()].some((c) => c.followed);
+}
+
+function followOnStream(names) {
+  if (names === live.names) return;
+  live.names = names;
+  clearTimeout(live.reopen);
+  live.reopen = setTimeout(openStream, STREAM_REOPEN_MS);
+}
+
+function openStream() {
+  closeStream();
+  if (!live.names) return;
+  // A new list is a new stream: it starts with every card's current answer.
+  const source = new EventSource(`/api/status/stream?usernames=${live.names}`);
+  live.source = source;
+  source.addEventListener("open", () => { if (live.source === source) live.errors = 0; });
+  source.addEventListener("status", (ev) => {
+    if (live.source !== source) return;
+    let body;
+    try { body = JSON.parse(ev.data); } catch { return; }
+    const card = body && cards.get(body.username);
+    if (card && !card.removed && body.success) card.applyStreamed(body.data);
+  });
+  // The server's own failure (store or database away): it ends the stream.
+  source.addEventListener("status_error", () => { if (live.source === source) dropStream(); });
+  source.addEventListener("error", () => {
+    if (live.source !== source) return;
+    if (source.readyState === EventSource.CLOSED) {
+      // No stream at all: 204 (everything final), 503 at the stream cap, a 4xx.
+      return [...cards.values()].some((c) => c.mode === "sse") ? dropStream() : closeStream();
+    }
+    // CONNECTING: EventSource retries by itself, sending Last-Event-ID; give up after a few misses.
+    if (++live.errors >= 3) dropStream();
+  });
+}
+
+function closeStream() {
+  if (live.source) { live.source.close(); live.source = null; }
+}
+
+function dropStream() {
+  closeStream();
+  live.names = "";
+  live.errors = 0;
+  live.blockedUntil = Date.now() + STREAM_BACKOFF_MS;
+  rebalance(); // every active card polls now...
+  setTimeout(rebalance, STREAM_BACKOFF_MS + 50); // ...and rides the stream again after the backoff
 }
 
 function addCard(username, followed) {
   const card = new Card(username, followed);
   cards.set(username, card);
   (followed ? $("following") : $("recent")).prepend(card.el);
-  card.start();
   return card;
 }
 
@@ -467,7 +500,9 @@ async function getJSON(url) {
   const res = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
   const body = await res.json().catch(() => null);
   if (!res.ok || !body || !body.success) {
-    throw new Error((body && body.detail) || `HTTP ${res.status}`);
+    const err = new Error((body && body.detail) || `HTTP ${res.status}`);
+    err.status = res.status;
+    throw err;
   }
   return body.data;
 }
@@ -507,7 +542,7 @@ function renderOverview(q) {
   note.classList.toggle("warn", stale);
 
   const rows = $("ov-priorities");
-  const prios = ["HIGH", "MEDIUM", "LOW"];
+  const prios = Object.keys(q.by_priority || {}); // in queue order, as the API names them
   const totals = prios.map((k) => {
     const c = (q.by_priority || {})[k] || {};
     return [k, c.PENDING || 0, c.PROCESSING || 0];
@@ -544,6 +579,9 @@ function renderOverview(q) {
 }
 
 let lastOverviewOk = 0;
+// Listing recently changed usernames is off unless the server enables it (404): then
+// the page shows only what its user follows.
+let recentOff = false;
 
 function setConnection(ok, text) {
   const conn = $("conn");
@@ -554,7 +592,7 @@ function setConnection(ok, text) {
 async function refreshOverview() {
   const [queue, recent] = await Promise.allSettled([
     getJSON("/api/queue/status"),
-    getJSON(`/api/queue/recent?limit=${RECENT_LIMIT}`),
+    recentOff ? Promise.resolve(null) : getJSON(`/api/queue/recent?limit=${RECENT_LIMIT}`),
   ]);
   if (queue.status === "fulfilled") {
     renderOverview(queue.value);
@@ -563,7 +601,8 @@ async function refreshOverview() {
   } else {
     setConnection(false, `API: ${queue.reason.message} – retrying`);
   }
-  if (recent.status === "fulfilled") syncRecent(recent.value.usernames || []);
+  if (recent.status === "fulfilled" && recent.value) syncRecent(recent.value.usernames || []);
+  else if (recent.status === "rejected" && recent.reason.status === 404) { recentOff = true; rebalance(); }
 }
 
 async function overviewLoop() {
@@ -579,7 +618,7 @@ function tick() {
 }
 
 function main() {
-  $("max-streams").textContent = String(MAX_STREAMS);
+  $("max-streamed").textContent = String(MAX_STREAMED);
   $("follow-form").addEventListener("submit", onFollowSubmit);
   for (const name of loadFollowing()) addCard(normalizeUsername(name).name, true);
   rebalance();

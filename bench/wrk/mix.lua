@@ -1,8 +1,9 @@
 -- A realistic poll mix for wrk: every request takes a random line of a paths file.
 --   wrk -t1 -c64 -d10s --latency -s bench/wrk/mix.lua http://127.0.0.1:PORT -- PATHS_FILE
 -- A line is "PATH" or "PATH<TAB>ETAG"; with an ETag the request carries If-None-Match.
--- At the end it prints "STATUS 200=<n> 304=<n> other=<n>" over all threads, and
--- "OTHER <status> <body>" for the first answer that was neither 200 nor 304.
+-- At the end it prints "STATUS 200=<n> 304=<n> other=<n>" over all threads,
+-- "OTHER <status> <body>" for the first answer that was neither 200 nor 304, and
+-- "LATENCY p999_us=<n> max_us=<n>" (wrk's --latency report stops at p99).
 
 local threads = {}
 
@@ -66,6 +67,7 @@ function done(summary, latency, requests)
       end
    end
    io.write(string.format("STATUS 200=%d 304=%d other=%d\n", a, b, c))
+   io.write(string.format("LATENCY p999_us=%d max_us=%d\n", latency:percentile(99.9), latency.max))
    if first ~= "" then
       io.write("OTHER " .. first .. "\n")
    end

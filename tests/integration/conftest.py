@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.integration.stack import ApiThread, ProjectorThread
+from tests.integration.browser import npm_packages, vite_build
+from tests.integration.stack import ApiThread, ProjectorProcess, ProjectorThread
+
+
+@pytest.fixture(autouse=True)
+def _no_projector_outlives_its_test() -> Iterator[None]:
+    yield
+    ProjectorProcess.reap_leftovers()
 
 
 @pytest.fixture
@@ -45,3 +53,21 @@ def http(api: ApiThread) -> Iterator[httpx.Client]:
     """A client of the running API."""
     with api.client() as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def npm_modules() -> Path:
+    """`tests/browser/node_modules` (axe-core, Vite, React), from the npm registry through its lock; once a session."""
+    return npm_packages()
+
+
+@pytest.fixture(scope="session")
+def axe_source(npm_modules: Path) -> str:
+    """axe-core, to inject into a page under test (never fetched by the page itself)."""
+    return (npm_modules / "axe-core" / "axe.min.js").read_text()
+
+
+@pytest.fixture(scope="session")
+def seed_component_site(npm_modules: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed's React component in its harness, built by Vite; once a session."""
+    return vite_build(npm_modules, tmp_path_factory.mktemp("seed-component"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from profile_status.wiring import open_store
 from projector.verify import Report, verify
-from shared.connections import connect_postgres
+from shared.postgres.connect import connect_postgres
 from shared.settings import Settings
+from shared.wiring import open_store
 
 
 async def _verify(settings: Settings, settle_s: float) -> Report:

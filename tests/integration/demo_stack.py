@@ -17,7 +17,7 @@ from typing import Self
 import httpx
 import psycopg
 
-from profile_status.embedded import free_port
+from demo.embedded import free_port
 from tests.integration.processes import descendants, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]

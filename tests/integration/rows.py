@@ -8,9 +8,10 @@ from typing import Any
 
 import psycopg
 
-from shared.render import render
-from shared.rows import PROFILE_COLUMNS, QUEUE_COLUMNS, ProfileRow, QueueRow
-from shared.rules import active_members, position_among, project, queue_member
+from shared.model.render import render
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import active_members, position_among, project, queue_member
+from shared.postgres.snapshots import PROFILE_COLUMNS, QUEUE_COLUMNS
 
 
 def add_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -11,16 +12,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.app import create_app
-from profile_status.embedded import free_port
-from profile_status.wiring import open_store
+from demo.embedded import free_port, tie_to_parent
 from projector.daemon import Projector
 from shared.settings import Settings
+from shared.wiring import open_store
 
 T = TypeVar("T")
 
@@ -82,16 +84,18 @@ class ProjectorThread:
 
 
 class ApiThread:
-    """The API under a real uvicorn server on a free port."""
+    """The API under a real uvicorn server on a free port (`wrap` puts an ASGI app around it)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> None:
         self.port = free_port()
+        app: ASGIApp = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            wrap(app) if wrap else app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
             lifespan="on",
+            ws="none",  # as the `api` command
             timeout_graceful_shutdown=2,  # as the `api` command: open streams must not hold a stop
         )
         self.server = uvicorn.Server(config)
@@ -118,6 +122,20 @@ class ApiThread:
 class ProjectorProcess:
     """`profile-status projector` as a child process, to be killed the hard way."""
 
+    # Every child started and not yet reaped: a test that fails before its stop() leaves its
+    # child to `reap_leftovers`, not running into the next test.
+    started: ClassVar[list[ProjectorProcess]] = []
+
+    @classmethod
+    def reap_leftovers(cls) -> None:
+        """SIGKILL and reap every child a test left running."""
+        for child in cls.started:
+            if child.alive():
+                child.kill9()
+            elif child.proc is not None:
+                child.proc.wait()
+        cls.started.clear()
+
     def __init__(self, settings: Settings, **env: str) -> None:
         self.settings = settings
         self.extra_env = env
@@ -140,10 +158,13 @@ class ProjectorProcess:
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "profile_status.cli", "projector"],
+            # Dies with the test run, however it ends (a projector never gives up on its own).
+            preexec_fn=functools.partial(tie_to_parent, os.getpid()),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        ProjectorProcess.started.append(self)
         return self
 
     @property

@@ -23,27 +23,31 @@ pytestmark = [
     ),
 ]
 
+# Every API row the issue asks for (the quick run measures one moving-queue rate: 10 changes/s).
 API_ROWS = (
-    "(a) bare Starlette, constant JSON",
-    "(b) one Redis GET",
-    "(c) seed: Postgres queries per poll",
-    "(d) profile-status api, 1 worker",
-    "(d) same, If-None-Match → 304",
-    "(d) same, busy queue (changes committed meanwhile)",
-    "(e) profile-status api, 2 workers",
-    "(e) same, If-None-Match → 304",
+    "bare Starlette, constant JSON",
+    "naive endpoint: one redis-py `GET`",
+    "seed: Postgres queries per poll",
+    "**profile-status api** (cold start, as deployed)",
+    "same, `PROFILE_STATUS_LOCAL_CACHE=false` (every poll through Redis)",
+    "same, 10 queue changes/s committed meanwhile",
+    "best case: every path fetched once before (process memory)",
+    "best case, If-None-Match → 304",
+    "best case, 2 workers (unpinned)",
 )
 # Figure names start with these (the rest names the sizes, which --quick shrinks).
 FIGURES = (
     "resync, ",
     "Redis memory per document, ",
-    "ours / bare, requests/s",
-    "ours / naive Redis GET, requests/s",
-    "ours / seed, requests/s",
+    "every poll through Redis (process cache off) / bare, requests/s",
+    "every poll through Redis / naive Redis GET, requests/s",
+    "moving queue (",
+    "as deployed, cold / bare, requests/s",
+    "worst p99 of ours / bare p99",
+    "ours (cold) / seed, requests/s",
     "ours p99 / seed p50",
-    "304 / 200 requests/s, 1 worker",
-    "busy queue (",
-    "2 workers / 1 worker, requests/s",
+    "best case: 304 / 200 requests/s",
+    "best case: 2 workers / 1 worker, requests/s",
     "projector: lag at ",
     "projector: sustained throughput",
     "projector: per change, ",
@@ -87,8 +91,9 @@ def test_quick_benchmark_produces_its_table(postgres_server_url: str, redis_serv
 
     for label in API_ROWS:
         assert label in rows, f"no API row {label!r}"
-        requests_per_s, p50, p99 = (_number(c) for c in rows[label][:3])
-        assert requests_per_s > 0 and p50 > 0 and p99 > 0, rows[label]
+        requests_per_s, ratio, p50, p99, p999 = (_number(c) for c in rows[label][:5])
+        assert requests_per_s > 0 and ratio > 0 and p50 > 0 and p99 > 0 and p999 >= p99, rows[label]
+    assert _number(rows[API_ROWS[4]][6]) >= 0  # our own servers report their worst event-loop stall
 
     for prefix in FIGURES:
         matching = [name for name in rows if name.startswith(prefix)]

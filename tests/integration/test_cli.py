@@ -17,7 +17,9 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 
-from profile_status.embedded import free_port
+from demo.embedded import free_port
+from profile_status.cli import EXIT_CANNOT_VERIFY, EXIT_DIFFERENCES, EXIT_FAILED, EXIT_OK
+from shared.redis_store.records import Meta
 from shared.settings import Settings
 from tests.integration.cli_helpers import CLI, cli_env, run_cli
 from tests.integration.rows import add_job, add_profile
@@ -92,11 +94,44 @@ def test_unreachable_servers_are_one_clear_line(settings: Settings, command: str
     }
     started = time.monotonic()
     result = run_cli(settings.model_copy(update=dead[server]), command, PROFILE_STATUS_STARTUP_TIMEOUT_S="1")
-    assert result.returncode != 0
+    # verify's 1 means "differences": not being able to tell is 2.
+    assert result.returncode == (EXIT_CANNOT_VERIFY if command == "verify" else EXIT_FAILED), result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("profile-status: error: cannot reach "), last
     assert time.monotonic() - started < 30
+
+
+_DEAD = {"--database-url": "postgresql://nobody@127.0.0.1:1/none", "--redis-url": "redis://127.0.0.1:1/0"}
+
+
+@pytest.mark.parametrize("flag", list(_DEAD))
+@pytest.mark.parametrize("position", ["before", "after", "both"])
+def test_server_flags_override_the_environment_on_either_side(
+    settings: Settings, flag: str, position: str
+) -> None:
+    live = settings.database_url if flag == "--database-url" else settings.redis_url
+    variable = "DATABASE_URL" if flag == "--database-url" else "REDIS_URL"
+    flags = {
+        "before": ([flag, live], []),
+        "after": ([], [flag, live]),
+        "both": ([flag, _DEAD[flag]], [flag, live]),  # the one after the subcommand wins
+    }[position]
+    env = {**cli_env(settings), variable: _DEAD[flag], "PROFILE_STATUS_STARTUP_TIMEOUT_S": "1"}
+    result = subprocess.run([*CLI, *flags[0], "verify", *flags[1]], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.startswith("0 differences"), result.stdout
+
+
+@pytest.mark.parametrize("flag", list(_DEAD))
+def test_a_server_flag_after_the_subcommand_beats_the_one_before(settings: Settings, flag: str) -> None:
+    live = settings.database_url if flag == "--database-url" else settings.redis_url
+    env = {**cli_env(settings), "PROFILE_STATUS_STARTUP_TIMEOUT_S": "1"}
+    result = subprocess.run(
+        [*CLI, flag, live, "verify", flag, _DEAD[flag]], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == EXIT_CANNOT_VERIFY, result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("profile-status: error: cannot reach ")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -152,11 +187,11 @@ def test_verify_finds_differences_and_resync_repairs_them(
     assert projector_process.wait(5) == 0
     rds.delete(keys.document("user_3"))
     shard = keys.shard_of("user_0")
-    member = rds.hget(keys.active_members(shard), "user_0").split()[1].decode()
+    member = Meta.parse(rds.hget(keys.meta(shard), "user_0")).entries[0]
     rds.zrem(keys.set_of(shard, member), member)
     rds.set(keys.document("ghost"), rds.get(keys.document("famous")).replace(b'"famous"', b'"ghost"'))
     result = run_cli(settings, "verify", "--settle", "0.1")
-    assert result.returncode == 1
+    assert result.returncode == EXIT_DIFFERENCES
     # a missing document, a missing queue entry (which also skews the size and the counts), a ghost
     assert result.stdout.startswith("5 differences"), result.stdout
     resync = run_cli(settings, "resync")

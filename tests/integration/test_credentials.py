@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from profile_status.embedded import free_port
+from demo.embedded import free_port
 from shared.settings import Settings
 from tests.integration.cli_helpers import run_migrate
 from tests.integration.stack import ApiThread, ProjectorThread, eventually

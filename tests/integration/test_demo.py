@@ -15,9 +15,16 @@ import httpx
 import psycopg
 import pytest
 
-from profile_status.embedded import free_port
+from demo.embedded import free_port
 from tests.integration.demo_stack import ROOT, Demo
-from tests.integration.processes import alive, command_line, descendants, shared_tmp_dir, subreaper, wait_gone
+from tests.integration.processes import (
+    alive,
+    command_line,
+    descendants,
+    shared_tmp_dir,
+    subreaper,
+    wait_gone,
+)
 from tests.integration.stack import eventually
 
 # Fast and failure-prone, so both outcomes show within seconds: a job takes

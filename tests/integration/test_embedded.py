@@ -17,8 +17,19 @@ import psycopg
 import pytest
 import redis
 
-from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
-from tests.integration.processes import alive, descendants, shared_tmp_dir, subreaper, wait_gone
+from demo.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedServerError,
+    free_port,
+)
+from tests.integration.processes import (
+    alive,
+    descendants,
+    shared_tmp_dir,
+    subreaper,
+    wait_gone,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +109,7 @@ def test_sigkilled_parent_leaves_no_server_behind() -> None:
     script = textwrap.dedent(
         """
         import json, pathlib, sys, time
-        from profile_status.embedded import EmbeddedPostgres, EmbeddedRedis
+        from demo.embedded import EmbeddedPostgres, EmbeddedRedis
         pg, rd = EmbeddedPostgres(), EmbeddedRedis()
         pg.start(); rd.start()
         kids = [int(c) for t in pathlib.Path(f"/proc/{pg.pid}/task").glob("*") for c in (t / "children").read_text().split()]

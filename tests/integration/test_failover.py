@@ -14,7 +14,8 @@ import orjson
 import pytest
 import redis
 
-from shared.keys import BEAT, Keys
+from shared.redis_store.keys import Keys
+from shared.redis_store.records import Heartbeat, parse_changes
 from shared.settings import Settings
 from tests.integration.convergence import wait_converged
 from tests.integration.stack import ProjectorProcess, eventually
@@ -39,9 +40,8 @@ class VersionWatch:
         while not self._stop.is_set():
             message = self._pubsub.get_message(timeout=0.2)
             if message:
-                name, *fields = message["data"].decode().split(" ")
-                if name != BEAT:
-                    self.versions[name].append(int(fields[0]))
+                for change in parse_changes(message["data"]):
+                    self.versions[change.username].append(change.version)
 
     def stop(self) -> None:
         """Stop listening."""
@@ -56,8 +56,8 @@ class VersionWatch:
 
 
 def _active_pid(client: redis.Redis, keys: Keys) -> int | None:
-    beat = client.get(keys.heartbeat)
-    return int(orjson.loads(beat)["pid"]) if beat else None
+    beat = Heartbeat.parse(client.get(keys.heartbeat))
+    return beat.pid if beat else None
 
 
 @pytest.fixture
@@ -158,12 +158,12 @@ def test_api_replicas_need_nothing_but_redis(settings: Settings, db: object, pro
     """Two API processes' worth of servers: each answers alike and each pushes every change."""
     import psycopg
 
+    from tests.integration.sse import Listener
     from tests.integration.stack import ApiThread
-    from tests.integration.test_polling_and_push import _Listener
 
     replicas = [ApiThread(settings).start() for _ in range(2)]
     try:
-        listeners = [_Listener(r.base_url, "replicated") for r in replicas]
+        listeners = [Listener(r.base_url, "/api/profile/replicated/status/stream") for r in replicas]
         for listener in listeners:
             eventually(lambda listener=listener: listener.statuses() == ["NOT_FOUND"])
         assert isinstance(db, psycopg.Connection)

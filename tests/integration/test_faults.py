@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import redis
 
-from profile_status.embedded import EmbeddedRedis, free_port
-from shared.keys import Keys
+from demo.embedded import EmbeddedRedis, free_port
+from shared.redis_store.keys import Keys
 from shared.settings import Settings
 from tests.integration.convergence import differences, wait_converged
 from tests.integration.stack import ProjectorProcess, eventually
@@ -160,9 +160,9 @@ def test_replaying_the_change_log_changes_no_document(
 def test_old_versions_are_rejected(settings: Settings, db: psycopg.Connection, rds: redis.Redis, proc: ProjectorProcess) -> None:
     import asyncio
 
-    from profile_status.wiring import open_store
-    from shared.document import StatusDocument
-    from shared.store import Projection
+    from shared.model.document import StatusDocument
+    from shared.model.rules import Projection
+    from shared.wiring import open_store
 
     keys = settings.keys()
     db.execute("INSERT INTO queue (username, source, priority, request_id) VALUES ('replayed', 't', 'HIGH', 'r-1')")
@@ -199,6 +199,7 @@ def test_randomized_differential_with_kills(settings: Settings, database_url: st
     print(f"seed {seed}: {workload.transactions} transactions, {kills} kills, converged in {converge:.2f} s")
 
 
+@pytest.mark.long  # a minute or two of inserting and draining; test_resilience drains 30,000 by default
 def test_bulk_update_of_100k_rows(settings: Settings, db: psycopg.Connection, proc: ProjectorProcess) -> None:
     db.execute(
         "INSERT INTO queue (username, source, priority, request_id, timestamp)"

@@ -15,11 +15,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("projector")]
 
 def test_generated_requests_never_fail_the_server(api: ApiThread) -> None:
     schema = schemathesis.openapi.from_url(f"{api.base_url}/openapi.json")
-    # Streams stay open by design; they are tested in test_polling_and_push.py.
+    # Streams stay open by design; they are tested in test_polling_and_push.py and test_streams.py.
     operations = [
         op.ok()
         for op in schema.get_all_operations()
-        if op.ok().path not in ("/api/profile/{username}/status/stream", "/metrics")
+        if op.ok().path not in ("/api/profile/{username}/status/stream", "/api/status/stream", "/metrics")
     ]
     assert len(operations) >= 5
     calls = 0

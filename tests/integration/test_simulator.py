@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import psycopg
 
-from profile_status.simulator import STAGE_BOUNDARIES_S, Simulator, WorkloadConfig
+from demo.simulator import STAGE_BOUNDARIES_S, Simulator, WorkloadConfig
 
 T = TypeVar("T")
 

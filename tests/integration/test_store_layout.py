@@ -17,10 +17,10 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from shared.keys import Keys
-from shared.rows import QueueRow
-from shared.rules import active_members, position_among, project
-from shared.store import Projection, StatusStore
+from shared.model.rows import QueueRow
+from shared.model.rules import Projection, active_members, position_among, project
+from shared.redis_store.keys import Keys
+from shared.redis_store.store import StatusStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ async def test_a_username_with_no_rows_is_forgotten(store: StatusStore) -> None:
     name = "gone_user"
     await store.write([_projection(name, [_row(name)], version=100)])
     await store.write([_projection(name, [], version=200)])
-    assert await store.redis.hget(k.active_members(k.shard_of(name)), name) is None
+    assert await store.redis.hget(k.meta(k.shard_of(name)), name) is None
     assert await _entries(store) == []
 
 
@@ -126,3 +126,106 @@ async def test_scripts_are_loaded_again_after_a_script_flush(store: StatusStore)
     outcome = await store.write([_projection("after_flush", [_row("after_flush")], version=100)])
     assert outcome.written == 1
     assert (await store.read("after_flush")).rank == 0
+
+
+async def test_fields_that_mention_version_or_status_do_not_fool_the_scripts(store: StatusStore) -> None:
+    # The scripts take version and status as arguments, and write_document.lua reads a held
+    # document's version only at its fixed place: text in the other fields cannot pass for them.
+    name = "version_status_1"
+    bait = '{"version":99999999999999999999,"status":"PENDING","state":"NOT_FOUND"}'
+    row = QueueRow(uuid4(), name, "PROCESSING", "HIGH", NOW, NOW, 1, bait, '"version":1', NOW)
+    await store.write([_projection(name, [row], version=200)])
+    k = store.keys
+    meta = await store.redis.hget(k.meta(k.shard_of(name)), name)
+    assert meta is not None and meta.split(b" ")[0] == b"200" and meta.split(b" ")[2] == b"R"  # PROCESSING
+    # A late, older write is refused; a newer one is taken, whatever the held fields say.
+    assert (await store.write([_projection(name, [_row(name, "PENDING")], version=100)])).stale == 1
+    newer = await store.write([_projection(name, [_row(name, "COMPLETED")], version=300)])
+    assert newer.stale == 0
+    raw = await store.read(name)
+    assert raw.document is not None and raw.document.startswith(b'{"version":300,')
+    held = await store.redis.get(k.prefix + name)
+    assert held == raw.document
+
+
+async def test_write_document_compares_the_held_version_only(store: StatusStore) -> None:
+    # The cluster's document script on its own (it runs on any Redis): a stored document whose
+    # text elsewhere holds a larger "version" does not make an older write look newer, nor the reverse.
+    from shared.model.document import VERSION_PREFIX
+    from shared.redis_store.store import _WRITE_DOCUMENT
+
+    key = store.keys.prefix + "doc_probe"
+    held = b'{"version":500,"schema_version":1,"username":"\\"version\\":1","x":"{\\"version\\":9999}"}'
+    await store.redis.set(key, held)
+    older = _WRITE_DOCUMENT.command([key], ["400", b'{"version":400}', 60, "1", VERSION_PREFIX])
+    newer = _WRITE_DOCUMENT.command([key], ["600", b'{"version":600}', 60, "1", VERSION_PREFIX])
+    assert [int(x) for x in await store.run([older])] == [0]
+    assert await store.redis.get(key) == held
+    assert [int(x) for x in await store.run([newer])] == [2]
+    assert await store.redis.get(key) == b'{"version":600}'
+
+
+async def test_both_writers_publish_the_change_message_records_py_reads(
+    store: StatusStore, request: pytest.FixtureRequest
+) -> None:
+    # write_batch.lua (single Redis, given records.CHANGE_LINE) and records.change_line (cluster) write alike.
+    from shared.redis_store.records import Change, parse_changes
+
+    url = request.getfixturevalue("redis_server_url" if not store.clustered else "redis_cluster_url")
+    listener = Redis.from_url(url)  # PUBLISH reaches every node of a cluster: one node will do
+    pubsub = listener.pubsub()
+    channel = store.keys.changes_channel
+    await pubsub.subscribe(channel)
+    try:
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        async def heard() -> Change:
+            for _ in range(50):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                if message is not None:
+                    (change,) = parse_changes(message["data"])
+                    return change
+            raise AssertionError("no change message")
+
+        name = "change_probe"
+        projection = _projection(name, [_row(name)], version=77)
+        (member,) = projection.active_members
+        await store.write([projection], channel)
+        change = await heard()
+        # The first field names the change counter: a single Redis has one (0), a cluster one per shard.
+        counter = store.keys.shard_of(name) if store.clustered else 0
+        assert change == Change(counter, change.seq, name, 77, True, ("+" + member,)) and change.seq >= 1
+        # What the sets took, exactly: the entry out again when the job finishes.
+        await store.write([_projection(name, [_row(name, status="COMPLETED")], version=78)], channel)
+        assert await heard() == Change(counter, change.seq + 1, name, 78, True, ("-" + member,))
+        # A rebuild's sweep of entries no row explains: a move not listed, of no username.
+        shard = store.keys.shard_of(name)
+        await store.run([("ZADD", store.keys.pending(shard), 0, member)])
+        assert await store.unlist(shard, store.keys.pending(shard), [member, "not-a-member"]) == 1
+        assert await heard() == Change(counter, change.seq + 2, None, 0, True, None)
+        assert await store.unlist(shard, store.keys.pending(shard), [member]) == 0  # nothing went: no message
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+
+
+async def test_polls_read_together_fail_alone_and_see_one_instant(store: StatusStore) -> None:
+    """Reads of one tick share a call on a single Redis: a document that cannot be decoded fails
+    its own poll only, and every reading of the call carries the same change number."""
+    import asyncio
+
+    from shared.redis_store.reader import StatusReader
+
+    names = [f"together_{i}" for i in range(5)]
+    await store.write([_projection(name, [_row(name, minutes_ago=i)], version=3) for i, name in enumerate(names)])
+    await store.redis.set(store.keys.document("broken_doc"), b'{"version": 3, "not": "a document"')
+    await store.redis.set(store.keys.generation, 1)  # the projection is complete: ranks are served
+    reader = StatusReader(store.redis, store.keys, deadline_s=5.0)
+    results = await asyncio.gather(*(reader.read(n) for n in [*names, "broken_doc", "nobody_here"]), return_exceptions=True)
+    *readings, broken, nobody = results
+    assert isinstance(broken, ValueError)
+    assert not isinstance(nobody, BaseException) and nobody.document is None
+    assert all(not isinstance(r, BaseException) and r.document is not None for r in readings), readings
+    positions = [r.position.ahead for r in readings if not isinstance(r, BaseException) and r.position is not None]
+    assert sorted(positions) == list(range(5))  # the oldest first, every entry ranked
+    if not store.clustered:
+        assert len({r.seq for r in readings if not isinstance(r, BaseException)} | {nobody.seq}) == 1

@@ -6,13 +6,14 @@ import random
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import orjson
 import pytest
 
 from api.status import Answer, RunningAnswer
-from shared.estimates import Estimates, MovingAverage
-from shared.render import duration_only_until, render
-from shared.rows import QueueRow
-from shared.rules import QueuePosition, project
+from shared.model.estimates import Estimates, MovingAverage
+from shared.model.render import duration_only_until, render
+from shared.model.rows import QueueRow
+from shared.model.rules import QueuePosition, project
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -36,3 +37,14 @@ def test_a_running_answer_equals_a_fresh_render_at_every_moment_it_is_kept(seed:
         assert (reused.status_code, reused.headers, reused.body) == (fresh.status_code, fresh.headers, fresh.body), t
         tag = fresh.headers[0][1]
         assert kept.response(tag, t).status_code == 304
+
+
+def test_a_running_answer_started_ahead_of_the_clock_sends_null_until_the_start() -> None:
+    started = NOW + timedelta(seconds=20)
+    row = QueueRow(UUID(int=1), "early", "PROCESSING", "HIGH", NOW, started, 1, None, "req", NOW)
+    doc = project("early", [], [row], version=7, projected_at=NOW)
+    kept = RunningAnswer.of(render(doc, NOW, QueuePosition(0, 1)), started)
+    for t, duration in [(NOW, None), (started, None), (started + timedelta(seconds=1.5), 1.5)]:
+        body = kept.response(None, t).body
+        assert body == Answer.of(render(doc, t, QueuePosition(0, 1))).body
+        assert orjson.loads(body)["data"]["processing_duration_seconds"] == duration

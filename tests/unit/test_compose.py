@@ -24,20 +24,29 @@ import redis
 import yaml
 
 from profile_status.cli import _parser
-from shared.keys import Keys
+from shared.redis_store.keys import Keys
+from shared.redis_store.records import Heartbeat
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# The image installs the package the way a user does, without `-e` (an
-# editable install is for a working tree, not for an image).
-INSTALL = "pip install ."
+# The image installs the hash-checked runtime lock (what CI tested, without the
+# embedded servers), then the package itself without dependencies and without
+# `-e` (an editable install is for a working tree, not for an image).
+DEPENDENCIES_INSTALL = (
+    "pip install --require-hashes --no-deps -r /tmp/requirements/runtime.txt -r /tmp/requirements/build.txt"
+)
+PACKAGE_INSTALL = "pip install --no-deps --no-build-isolation ."
+LOCKS_IN_IMAGE = ("requirements/runtime.txt", "requirements/build.txt")
 
-EXPECTED_SERVICES = {"postgres", "redis", "migrate", "projector", "api", "simulator"}
+EXPECTED_SERVICES = {"postgres", "redis", "roles", "migrate", "projector", "api", "simulator"}
 APP_SERVICES = {"migrate", "projector", "api", "simulator"}
-WITHOUT_HEALTHCHECK = {"migrate", "simulator"}
+WITHOUT_HEALTHCHECK = {"roles", "migrate", "simulator"}
+DEPLOY = ROOT / "deploy"
+ACL_FILE = DEPLOY / "redis" / "users.acl"
+ROLES_SCRIPT = DEPLOY / "postgres" / "roles.sh"
 
 
 @pytest.fixture(scope="module")
@@ -190,18 +199,97 @@ def test_simulator_is_opt_in(services: dict[str, dict[str, Any]]) -> None:
     assert not any(services[name].get("profiles") for name in EXPECTED_SERVICES - {"simulator"})
 
 
-def test_app_services_reach_the_compose_servers(services: dict[str, dict[str, Any]]) -> None:
+def _roles_default(variable: str) -> str:
+    """The role name roles.sh uses unless told otherwise."""
+    match = re.search(rf"\${{{variable}:-([a-z_]+)}}", ROLES_SCRIPT.read_text())
+    assert match, f"roles.sh has no default for {variable}"
+    return match.group(1)
+
+
+def _acl_users() -> dict[str, str]:
+    """User name -> its rules, from deploy/redis/users.acl."""
+    users = {}
+    for line in ACL_FILE.read_text().splitlines():
+        if line.startswith("user "):
+            _, name, rules = line.split(" ", 2)
+            users[name] = rules
+    return users
+
+
+# Which database role and Redis user each app service runs as.
+IDENTITIES = {
+    "migrate": ("PROFILE_STATUS_OWNER_ROLE", None),
+    "simulator": ("PROFILE_STATUS_OWNER_ROLE", None),
+    "projector": ("PROFILE_STATUS_PROJECTOR_ROLE", "profile_status_projector"),
+    "api": ("PROFILE_STATUS_API_ROLE", "profile_status_api"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_app_services_reach_the_compose_servers_as_their_own_roles(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
     postgres = services["postgres"]["environment"]
-    for name in APP_SERVICES:
-        environment = services[name]["environment"]
-        database = urlsplit(environment["DATABASE_URL"])
-        assert database.scheme in ("postgresql", "postgres"), name
-        assert (database.hostname, database.port or 5432) == ("postgres", 5432), name
-        assert database.username == postgres["POSTGRES_USER"], name
-        assert database.password == postgres["POSTGRES_PASSWORD"], name
-        assert database.path.lstrip("/") == postgres["POSTGRES_DB"], name
-        cache = urlsplit(environment["REDIS_URL"])
-        assert (cache.scheme, cache.hostname, cache.port or 6379) == ("redis", "redis", 6379), name
+    environment = services[name]["environment"]
+    role_variable, redis_user = IDENTITIES[name]
+    database = urlsplit(environment["DATABASE_URL"])
+    assert database.scheme in ("postgresql", "postgres")
+    assert (database.hostname, database.port or 5432) == ("postgres", 5432)
+    assert database.path.lstrip("/") == postgres["POSTGRES_DB"]
+    assert database.username == _roles_default(role_variable) != postgres["POSTGRES_USER"], "never the superuser"
+    if redis_user is None:
+        assert "REDIS_URL" not in environment, f"{name} has no business with Redis"
+        return
+    cache = urlsplit(environment["REDIS_URL"])
+    assert (cache.scheme, cache.hostname, cache.port or 6379) == ("redis", "redis", 6379)
+    assert cache.username == redis_user and redis_user in _acl_users()
+
+
+def test_no_password_in_urls_environment_or_images(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = compose.get("secrets") or {}
+    for name, service in services.items():
+        environment = service.get("environment") or {}
+        for key, value in environment.items():
+            assert not ("PASSWORD" in key and not key.endswith("_FILE")), f"{name}: {key} holds a password"
+            if key.endswith("_URL"):
+                assert urlsplit(str(value)).password is None, f"{name}: a password in {key}"
+            if key.endswith("_FILE") and "PASSWORD" in key:
+                secret = str(value).removeprefix("/run/secrets/")
+                assert secret in (service.get("secrets") or []), f"{name}: {value} is not a secret it mounts"
+        for secret in service.get("secrets") or []:
+            assert secret in declared, f"{name}: undeclared secret {secret}"
+    for secret, spec in declared.items():
+        assert set(spec) == {"file"} and spec["file"].startswith("./secrets/"), secret
+    ignored = [line.strip().strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()]
+    assert "secrets" in ignored, "./secrets/ must never be committed"
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert _ignored("secrets/pg_owner_password", patterns), "./secrets/ would go into the image's build context"
+    make = (DEPLOY / "make-secrets.sh").read_text()
+    assert all(secret in make for secret in declared), "make-secrets.sh must create every secret"
+
+
+def test_migrate_grants_the_roles_the_services_run_as(services: dict[str, dict[str, Any]]) -> None:
+    args = _subcommands()["migrate"].parse_args(_command(services["migrate"])[1:])
+    assert args.projector_role == _roles_default("PROFILE_STATUS_PROJECTOR_ROLE")
+    assert args.api_role == _roles_default("PROFILE_STATUS_API_ROLE")
+    assert args.capture_owner == _roles_default("PROFILE_STATUS_CAPTURE_ROLE")
+    assert services["migrate"]["depends_on"]["roles"]["condition"] == "service_completed_successfully"
+    roles = services["roles"]
+    assert roles["image"] == services["postgres"]["image"], "roles.sh runs with the server's own psql"
+    assert roles.get("restart") == "no"
+    assert any(str(v).startswith("./deploy/postgres:") for v in roles["volumes"])
+
+
+def test_redis_runs_with_the_acl_users(services: dict[str, dict[str, Any]]) -> None:
+    redis_service = services["redis"]
+    assert redis_service["entrypoint"] == ["sh", "/deploy/redis/start.sh"]
+    assert any(str(v).startswith("./deploy/redis:/deploy/redis") for v in redis_service["volumes"])
+    users = _acl_users()
+    assert users["default"].split()[-2:] == ["-@all", "+ping"], "unauthenticated clients may only ping"
+    for user in ("profile_status_projector", "profile_status_api"):
+        rules = users[user].split()
+        assert "-@all" in rules and "+@all" not in rules and not any(r.startswith("+@") for r in rules), user
+        assert not any(r in rules for r in ("+flushdb", "+flushall", "+config", "+keys", "+acl", "+script")), user
 
 
 def test_servers_keep_their_data_in_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
@@ -237,7 +325,7 @@ def test_redis_healthcheck_pings(services: dict[str, dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("prefix", [None, "other:"])
 def test_projector_healthcheck_follows_the_heartbeat(
-    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, prefix: str | None
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefix: str | None
 ) -> None:
     code = _healthcheck_code(services["projector"])
     server = fakeredis.FakeServer()
@@ -248,7 +336,12 @@ def test_projector_healthcheck_follows_the_heartbeat(
         return fakeredis.FakeRedis(server=server)
 
     monkeypatch.setattr(redis.Redis, "from_url", from_url)
-    monkeypatch.setenv("REDIS_URL", services["projector"]["environment"]["REDIS_URL"])
+    environment = services["projector"]["environment"]
+    monkeypatch.setenv("REDIS_URL", environment["REDIS_URL"])
+    secret = tmp_path / "redis_projector_password"
+    secret.write_text("p@ss/w:rd\n")
+    monkeypatch.setenv("PROFILE_STATUS_REDIS_PASSWORD_FILE", str(secret))
+    monkeypatch.delenv("PROFILE_STATUS_DATABASE_PASSWORD_FILE", raising=False)
     if prefix is None:
         monkeypatch.delenv("PROFILE_STATUS_KEY_PREFIX", raising=False)
         keys = Keys()
@@ -257,12 +350,18 @@ def test_projector_healthcheck_follows_the_heartbeat(
         keys = Keys(prefix)
     client = fakeredis.FakeRedis(server=server)
 
+    beat = Heartbeat(at=1.0, active=True).model_dump_json()
     assert _run_healthcheck(code) != 0, "healthy without a heartbeat"
-    client.set(f"{keys.heartbeat}:standby:1", b"{}", ex=30)
+    client.set(f"{keys.heartbeat}:standby:1", beat, ex=30)
     assert _run_healthcheck(code) != 0, "a standby's beat is not the active projector's"
     client.set(keys.heartbeat, b"{}", ex=30)
+    assert _run_healthcheck(code) != 0, "an unreadable beat is no heartbeat"
+    client.set(keys.heartbeat, beat, ex=30)
     assert _run_healthcheck(code) == 0, "unhealthy despite a heartbeat"
-    assert seen and all(url == services["projector"]["environment"]["REDIS_URL"] for url in seen)
+    # It logs in as the projector's Redis user, with the password from its secret.
+    assert seen and all(redis.connection.parse_url(url) == {
+        **redis.connection.parse_url(environment["REDIS_URL"]), "password": "p@ss/w:rd"
+    } for url in seen)
 
 
 def test_api_healthcheck_asks_readyz(services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,28 +424,31 @@ def _shell_commands(run: str) -> list[str]:
     return [" ".join(part.split()) for part in re.split(r"&&|\|\||;", run) if part.strip()]
 
 
-def _readme_installs() -> list[str]:
-    """The README's commands that install the project itself (no extras), without `-e` (development only)."""
-    commands = []
-    for match in re.finditer(r"(?:python3? -m )?pip install ([^\n`&]*)", (ROOT / "README.md").read_text()):
-        words = [w for w in shlex.split(match.group(1)) if w not in ("-e", "--editable")]
-        if "." in words:
-            commands.append(" ".join(["pip", "install", *words]))
-    return commands
-
-
 def test_dockerfile_base_image() -> None:
     froms = [args for keyword, args in _instructions() if keyword == "FROM"]
     assert froms and froms[-1].split()[0] == "python:3.11-slim", froms
 
 
-def test_dockerfile_installs_like_the_readme() -> None:
-    readme = _readme_installs()
-    assert all(command == INSTALL for command in readme), f"README installs with {readme}, the image with {INSTALL}"
-    expected = INSTALL
+def test_dockerfile_installs_the_runtime_lock_then_the_package() -> None:
     runs = [command for keyword, args in _instructions() if keyword == "RUN" for command in _shell_commands(args)]
     installs = [command for command in runs if re.search(r"\bpip install\b", command)]
-    assert installs == [expected], f"the image must install with exactly `{expected}`, not {installs}"
+    assert installs == [DEPENDENCIES_INSTALL, PACKAGE_INSTALL], f"the image installs with {installs}"
+
+
+def test_dockerfile_dependencies_are_a_layer_before_the_source() -> None:
+    """A change to the source must not reinstall the dependencies: their layer comes first and copies only the locks."""
+    instructions = _instructions()
+    copies = [(i, args.split()) for i, (keyword, args) in enumerate(instructions) if keyword == "COPY"]
+    locks = [i for i, words in copies if words[:-1] == list(LOCKS_IN_IMAGE)]
+    source = [i for i, words in copies if words[0] == "."]
+    assert locks and source, f"expected a COPY of {LOCKS_IN_IMAGE} and a COPY of the source: {copies}"
+    dependencies = next(
+        i for i, (keyword, args) in enumerate(instructions) if keyword == "RUN" and DEPENDENCIES_INSTALL in " ".join(args.split())
+    )
+    package = next(
+        i for i, (keyword, args) in enumerate(instructions) if keyword == "RUN" and PACKAGE_INSTALL in " ".join(args.split())
+    )
+    assert locks[0] < dependencies < source[0] < package
 
 
 def test_dockerfile_runs_profile_status_as_non_root() -> None:
@@ -405,7 +507,7 @@ def test_dockerignore_keeps_the_junk_out_and_the_package_in() -> None:
     ]
     for junk in (".git", ".venv", "shared/__pycache__", "tests", ".pytest_cache", "profile_status.egg-info", "build"):
         assert _ignored(junk, patterns), f"{junk} would be sent into the build context"
-    needed = ["pyproject.toml", "README.md"]
+    needed = ["pyproject.toml", "README.md", *LOCKS_IN_IMAGE]
     for package in _package_dirs():
         needed += [
             str(f.relative_to(ROOT))
@@ -413,7 +515,7 @@ def test_dockerignore_keeps_the_junk_out_and_the_package_in() -> None:
             if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo")
         ]
     kept_out = [path for path in needed if _ignored(path, patterns)]
-    assert not kept_out, f".dockerignore keeps out what `{INSTALL}` needs: {kept_out}"
+    assert not kept_out, f".dockerignore keeps out what the image build needs: {kept_out}"
 
 
 def test_non_editable_install_ships_every_data_file() -> None:

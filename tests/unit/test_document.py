@@ -12,9 +12,16 @@ import orjson
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.document import ProfileFacts, QueueFacts, State, StatusDocument, facts_json, trusted
-from shared.rules import project
-from shared.schema_file import shipped
+from shared.model.document import (
+    ProfileFacts,
+    QueueFacts,
+    State,
+    StatusDocument,
+    facts_json,
+    trusted,
+)
+from shared.model.rules import project
+from shared.model.schema_file import shipped
 from tests.unit.test_rules_reference import PROJECTED_AT, VERSIONS, random_usernames
 
 

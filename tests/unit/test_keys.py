@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from redis.crc import key_slot
 
-from shared.keys import Keys
+from shared.redis_store.keys import Keys
 from shared.settings import Settings
 
 
@@ -61,3 +61,37 @@ def test_settings_pick_sixteen_shards_on_a_cluster_unless_told() -> None:
     assert Settings(redis_cluster=False).keys().shards == 1
     assert Settings(redis_cluster=True).keys().shards == 16
     assert Settings(redis_cluster=True, queue_shards=4).keys().shards == 4
+
+
+HOSTILE = [
+    "@recent", "@heartbeat", "@pending{status:0}", "@meta{status:3}", "@generation2{status:}", "@changes",
+    "", " ", "a b", "A_B", "ÄÖÜ", "x" * 255, "{status:0}", "status:foo", "foo*", "[^@]*", "~", "~41", "%41",
+    "a\nb", "a\tb", "../..", "é", "🙂", "null", "-",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_no_username_reaches_a_service_key_or_picks_a_slot(name: str) -> None:
+    keys = Keys("status:", shards=16)
+    key = keys.document(name)
+    service = set(keys.typed()) | {keys.changes_channel, *keys.legacy()}
+    assert key not in service
+    assert not key[len("status:"):].startswith("@")
+    assert "{" not in key and "}" not in key  # no hash tag of its own choosing
+    assert " " not in key and "\n" not in key  # one token in a change message
+    assert keys.username_of(key) == name
+
+
+def test_plain_names_keep_the_contract_key_and_others_cannot_collide_with_them() -> None:
+    keys = Keys("status:")
+    assert keys.document("mike_1.x") == "status:mike_1.x"
+    assert keys.document("Mike_1") == "status:~Mike_1"  # not normalized: never the key of mike_1
+    assert keys.document("@recent") == "status:~%40recent"
+    encoded = {keys.document(n) for n in HOSTILE}
+    assert len(encoded) == len(set(HOSTILE))
+
+
+@pytest.mark.parametrize("key", ["status:a b", "status:@recent", "status:Mike", "status:~%ZZ"])
+def test_keys_this_layout_never_writes_are_refused(key: str) -> None:
+    with pytest.raises(ValueError):
+        Keys("status:").username_of(key)

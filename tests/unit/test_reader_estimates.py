@@ -6,9 +6,9 @@ from unittest import mock
 
 import fakeredis
 
-from shared.estimates import Estimates, MovingAverage
-from shared.keys import Keys
-from shared.reader import ESTIMATES_REFRESH_S, StatusReader
+from shared.model.estimates import Estimates, MovingAverage
+from shared.redis_store.keys import Keys
+from shared.redis_store.reader import ESTIMATES_REFRESH_S, StatusReader
 
 
 async def test_unchanged_averages_keep_their_object_and_changed_ones_replace_it() -> None:
@@ -18,7 +18,7 @@ async def test_unchanged_averages_keep_their_object_and_changed_ones_replace_it(
     await redis.hset(keys.estimates, mapping=measured.to_hash())
     reader = StatusReader(redis, keys)
     clock = [1000.0]
-    with mock.patch("shared.reader.time.monotonic", side_effect=lambda: clock[0]):
+    with mock.patch("shared.redis_store.reader.time.monotonic", side_effect=lambda: clock[0]):
         first = await reader.estimates()
         assert first == measured
         clock[0] += ESTIMATES_REFRESH_S

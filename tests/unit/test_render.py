@@ -1,4 +1,4 @@
-"""Rendering a status document at the moment of the response, from CONTRACT.md section 4
+"""Rendering a status document at the moment of the response, as docs/api.md describes it,
 and the seed spec's response examples and helpers (`ProcessingStageTracker`,
 `calculateEstimatedTime`, `determineProcessingStage`, `calculateNextRetryTime`,
 `getRecommendedPollingInterval`, `determineNextAction`). Where they disagree the
@@ -8,14 +8,18 @@ contract wins. Every test renders at a fixed `now`.
 from __future__ import annotations
 
 import json
+import random
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from shared.document import StatusDocument
-from shared.render import (
+from shared.model.document import StatusDocument
+from shared.model.render import (
+    clock_moved_since,
+    duration_field,
     estimated_time,
     is_retry_eligible,
     is_terminal,
@@ -27,8 +31,8 @@ from shared.render import (
     retry_backoff_minutes,
     stage_and_progress,
 )
-from shared.rows import ProfileRow, QueueRow
-from shared.rules import QueuePosition, active_members, position_among, project
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import QueuePosition, active_members, position_among, project
 
 NOW = datetime(2024, 1, 15, 14, 30, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -75,7 +79,17 @@ EXISTS_FIELDS = {
     "profile_url",
     "content_url",
 }
-NOT_FOUND_FIELDS = {"completed", "status", "message", "recommendation", "next_action", "suggested_endpoint"}
+NOT_FOUND_FIELDS = {
+    "completed",
+    "status",
+    "message",
+    "recommendation",
+    "next_action",
+    "suggested_endpoint",
+    # Not in the contract's list: the seed's React component needs them on every answer (issue 16).
+    "recommended_polling_interval",
+    "recommended_polling_seconds",
+}
 
 
 # --------------------------------------------------------------------------- builders
@@ -359,8 +373,59 @@ def test_seed_example_not_found() -> None:
         "recommendation": "Submit processing request first",
         "next_action": "request_processing",
         "suggested_endpoint": "/api/profile/entrepreneur_mike/request",
+        "recommended_polling_interval": "30 seconds",
+        "recommended_polling_seconds": 30,
     }
     assert NOT_FOUND_FIELDS == data.keys()
+
+
+# --------------------------------------------------------------------------- what the seed's React component parses
+
+# `ProfileStatusTracker.parsePollingInterval` in the seed spec, and its check for "stop".
+_SEED_INTERVAL = re.compile(r"(\d+)\s*(seconds?|minutes?)")
+
+
+def _seed_component_seconds(interval: str) -> int:
+    """What the seed's component makes of `recommended_polling_interval` (0: it stops)."""
+    if interval == "stop":
+        return 0
+    match = _SEED_INTERVAL.search(interval)  # JavaScript's String.match: anywhere in the text
+    assert match, f"the seed's component falls back to 30 s on {interval!r}"
+    return int(match[1]) * (60 if match[2].startswith("minute") else 1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        render(project_doc("ghost"), NOW),
+        render_profile(created_at=NOW - timedelta(hours=2)),
+        render_profile(created_at=None),
+        *(render_one(status=s, attempts=a, last_attempt=NOW - timedelta(seconds=d))
+          for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "On_Hold", "NOT_FOUND")
+          for a in (0, 3) for d in (-30, 0, 30, 90, 400)),
+        render_one(status=None),
+        render_one(status="PROCESSING", last_attempt=None),
+    ],
+    ids=lambda d: f"{d['status']}-{d.get('processing_stage', '')}",
+)
+def test_every_answer_carries_polling_advice_the_seed_component_parses(data: dict[str, Any]) -> None:
+    assert _seed_component_seconds(data["recommended_polling_interval"]) == data["recommended_polling_seconds"]
+    if is_terminal(data):
+        assert data["recommended_polling_interval"] == "stop"
+
+
+def test_a_queue_row_whose_status_reads_not_found_is_still_an_unknown_status() -> None:
+    data = render_one(status="NOT_FOUND")
+    assert (data["processing_stage"], data["recommended_polling_interval"]) == ("unknown", "60 seconds")
+
+
+@pytest.mark.parametrize(
+    ("duration", "sent"),
+    [(None, None), (0.0, None), (0.004, None), (0.006, 0.01), (1.234, 1.23), (125.4, 125.4)],
+)
+def test_a_duration_is_sent_with_two_decimals_and_zero_as_null(duration: float | None, sent: float | None) -> None:
+    # The seed's component renders `{d && <p>Duration: ...</p>}`: a 0 would show as a stray "0".
+    assert duration_field(duration) == sent
 
 
 # --------------------------------------------------------------------------- timestamps are UTC
@@ -399,8 +464,8 @@ def test_processing_duration_with_offset_last_attempt() -> None:
 @pytest.mark.parametrize(
     ("elapsed_ms", "duration", "stage", "progress", "polling", "polling_s"),
     [
-        (0, 0.0, "initializing", 10, "15 seconds", 15),
-        (1, 0.0, "initializing", 10, "15 seconds", 15),
+        (0, None, "initializing", 10, "15 seconds", 15),  # 0 is sent as null, as the seed does
+        (1, None, "initializing", 10, "15 seconds", 15),
         (30_000, 30.0, "initializing", 10, "15 seconds", 15),
         (59_999, 60.0, "initializing", 10, "15 seconds", 15),  # 59.999 s rounds to 60.0 but is < 60
         (60_000, 60.0, "fetching_profile_data", 30, "30 seconds", 30),
@@ -417,7 +482,7 @@ def test_processing_duration_with_offset_last_attempt() -> None:
     ],
 )
 def test_processing_stage_edges(
-    elapsed_ms: int, duration: float, stage: str, progress: int, polling: str, polling_s: int
+    elapsed_ms: int, duration: float | None, stage: str, progress: int, polling: str, polling_s: int
 ) -> None:
     data = render_one(status="PROCESSING", last_attempt=NOW - timedelta(milliseconds=elapsed_ms))
     assert data["processing_duration_seconds"] == duration
@@ -484,7 +549,8 @@ def test_processing_without_last_attempt_is_starting() -> None:
 def test_future_last_attempt_is_duration_zero(ahead: timedelta) -> None:
     last = NOW + ahead
     data = render_one(status="PROCESSING", last_attempt=last)
-    assert data["processing_duration_seconds"] == 0
+    # Zero, sent as the seed sends it (`round(d, 2) if d else None`): null; the stage reads it as 0.
+    assert data["processing_duration_seconds"] is None
     assert data["processing_stage"] == "initializing"
     assert data["progress_percentage"] == 10
     assert data["recommended_polling_interval"] == "15 seconds"
@@ -1029,6 +1095,25 @@ def test_next_clock_change_freshness(age: timedelta, expected_in: timedelta | No
 )
 def test_next_clock_change_none(doc: StatusDocument) -> None:
     assert next_clock_change(doc, NOW) is None
+    assert not clock_moved_since(doc, NOW - timedelta(days=400), NOW)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_clock_moved_a_version_exactly_when_its_stage_or_freshness_differs(seed: int) -> None:
+    # What a stream resuming a client that holds this version relies on: no crossing between
+    # `since` and `now` means every rendering in between had the same stage and freshness.
+    rng = random.Random(seed)
+    since = NOW - timedelta(seconds=rng.uniform(0, 400))
+    now = since + timedelta(seconds=rng.uniform(0, 200))
+    if seed % 2:
+        doc = project_doc(rows=[qrow(1, status="PROCESSING", last_attempt=NOW - timedelta(seconds=rng.uniform(-60, 400)))])
+        field = "processing_stage"
+    else:
+        doc = project_doc(profiles=[prow(created_at=NOW - timedelta(hours=24) + timedelta(seconds=rng.uniform(-400, 200)))])
+        field = "data_freshness"
+    pos = QueuePosition(0, 1)
+    seen = {render(doc, since + (now - since) * i / 50, pos)[field] for i in range(51)}
+    assert clock_moved_since(doc, since, now) == (len(seen) > 1), (since, now, seen)
 
 
 # --------------------------------------------------------------------------- render is pure

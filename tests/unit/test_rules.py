@@ -1,4 +1,4 @@
-"""The status rules (rows -> document), from CONTRACT.md section 4.
+"""The status rules (rows -> document), as docs/api.md and docs/architecture.md describe them.
 
 Which row answers ("The username has a row in `primary_profiles`"; "Else its
 **most recent** `queue` row decides (greatest `timestamp`; NULL timestamps are
@@ -17,9 +17,9 @@ from uuid import UUID
 
 import pytest
 
-from shared.document import State, StatusDocument
-from shared.rows import ProfileRow, QueueRow
-from shared.rules import (
+from shared.model.document import State, StatusDocument
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import (
     QueuePosition,
     active_members,
     answering_profile,

@@ -1,6 +1,6 @@
 """The fast projection against the reference one it replaced, over many random usernames.
 
-`shared.rules.project_with_members` builds documents from trusted dicts, serializes
+`shared.model.rules.project_with_members` builds documents from trusted dicts, serializes
 the facts with orjson and computes each row's member once. The reference below is
 the plain pydantic projection it replaced (model_construct, the facts'
 model_dump_json() hashed): every document, its JSON, its digest and the active
@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.document import ProfileFacts, QueueFacts, State, StatusDocument
-from shared.rows import ProfileRow, QueueRow
-from shared.rules import (
+from shared.model.document import ProfileFacts, QueueFacts, State, StatusDocument
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import (
     active_members,
     answering_profile,
     is_active,
@@ -32,7 +32,7 @@ from shared.rules import (
     project_with_members,
     queue_member,
 )
-from shared.truth import Snapshot, UsernameRows
+from shared.postgres.snapshots import Snapshot, UsernameRows
 
 # --------------------------------------------------------------------------- the reference
 
@@ -46,8 +46,8 @@ def ref_ts_key(ts: datetime | None) -> str:
     seconds = (ts.toordinal() - _EPOCH.toordinal()) * 86400 + ts.hour * 3600 + ts.minute * 60 + ts.second
     if offset:
         seconds -= offset.days * 86400 + offset.seconds
-    micros = seconds * 1_000_000 + ts.microsecond + 10**17
-    return str(max(1, micros)).zfill(20)
+    micros = seconds * 1_000_000 + ts.microsecond + 10**18
+    return str(micros).zfill(20)
 
 
 def ref_queue_member(row: QueueRow, owner: str | None = None) -> str:

@@ -1,8 +1,10 @@
-"""The shipped JSON Schema and the OpenAPI models agree with what the code produces."""
+"""The shipped JSON Schema, docs/openapi.json and the answer models agree with what the code produces."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
 import jsonschema
@@ -10,12 +12,12 @@ import orjson
 import pytest
 from openapi_spec_validator import validate
 
-from api import schemas
 from api.openapi import document
-from shared.render import render
-from shared.rows import ProfileRow, QueueRow
-from shared.rules import QueuePosition, project
-from shared.schema_file import generated, shipped
+from shared.model import answers as schemas
+from shared.model.render import render
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import QueuePosition, project
+from shared.model.schema_file import generated, shipped
 
 NOW = datetime(2026, 1, 15, 14, 30, tzinfo=UTC)
 
@@ -48,7 +50,14 @@ DOCUMENTS = [
 
 
 def test_the_shipped_schema_is_the_generated_one() -> None:
+    # Regenerate: python -m shared.model.schema_file > shared/model/schema/status-document.json
     assert shipped() == generated()
+
+
+def test_the_openapi_file_in_docs_is_the_generated_one() -> None:
+    # Regenerate: python -m api.openapi > docs/openapi.json
+    path = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(document())), "docs/openapi.json is stale"
 
 
 @pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda d: d.state.value + (d.queue.status or "" if d.queue else ""))

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.rules import active_members, project
-from shared.truth import Snapshot, collector_paused
+from shared.model.rules import active_members, project
+from shared.postgres.snapshots import Snapshot, collector_paused
 from tests.unit.test_rules_reference import random_usernames
 
 AT = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ from uuid import UUID
 
 import pytest
 
-from shared.estimates import Estimates, MovingAverage
-from shared.render import NEVER, duration_only_until, render, unchanged_until
-from shared.rows import ProfileRow, QueueRow
-from shared.rules import QueuePosition, project
+from shared.model.estimates import Estimates, MovingAverage
+from shared.model.render import NEVER, duration_only_until, render, unchanged_until, uses_estimates
+from shared.model.rows import ProfileRow, QueueRow
+from shared.model.rules import QueuePosition, project
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MEASURED = Estimates(
@@ -96,7 +96,7 @@ def test_a_running_job_changes_only_its_duration_until_then(seed: int) -> None:
     first = render(doc, NOW, position, estimates)
     for t in _later(NOW, until, rng):
         later = render(doc, t, position, estimates)
-        assert later["processing_duration_seconds"] == round(max(0.0, (t - started).total_seconds()), 2)
+        assert later["processing_duration_seconds"] == (round(max(0.0, (t - started).total_seconds()), 2) or None)
         assert {**later, "processing_duration_seconds": None} == {**first, "processing_duration_seconds": None}, t
     if until < NEVER:
         after = render(doc, until + timedelta(milliseconds=2), position, estimates)
@@ -107,3 +107,15 @@ def test_only_running_jobs_with_a_start_have_a_moving_duration() -> None:
     assert duration_only_until(_queue_doc("PENDING", last_attempt=NOW), NOW) is None
     assert duration_only_until(_queue_doc("PROCESSING", last_attempt=None), NOW) is None
     assert duration_only_until(_profile_doc(NOW), NOW) is None
+
+
+@pytest.mark.parametrize("status", ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "BOGUS", None])
+@pytest.mark.parametrize("last_attempt", [None, NOW - timedelta(seconds=90)])
+def test_only_answers_that_use_the_estimates_render_differently_with_others(status: str | None, last_attempt: datetime | None) -> None:
+    docs = [_queue_doc(status, last_attempt=last_attempt), _profile_doc(NOW - timedelta(hours=3)), project("user", [], [], version=1, projected_at=NOW)]  # type: ignore[arg-type]
+    for doc in docs:
+        with_none, with_measured = (render(doc, NOW, QueuePosition(3, 10), e) for e in (Estimates(), MEASURED))
+        if not uses_estimates(doc):
+            assert with_none == with_measured
+        elif status in ("PENDING", "PROCESSING"):
+            assert with_none != with_measured  # the figures reach the answer

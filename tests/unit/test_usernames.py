@@ -1,4 +1,4 @@
-"""Username validation and normalization, from CONTRACT.md section 4.
+"""Username validation and normalization, as docs/api.md states them.
 
 "one leading `@` is removed; then, checked in this order, invalid -> 400 ...:
 empty or only white space -> `Username is required`; longer than 30 characters
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.usernames import InvalidUsername, normalize_username
+from shared.model.usernames import InvalidUsername, normalize_username, normalize_usernames
 
 REQUIRED = "Username is required"
 TOO_LONG = "Username too long (max 30 characters)"
@@ -111,3 +111,44 @@ def test_invalid_username_is_a_value_error() -> None:
     # The API maps it to a 400; a plain ValueError handler must also catch it.
     with pytest.raises(ValueError):
         normalize_username("a/b")
+
+
+# --------------------------------------------------------------------------- lists (GET /api/status/stream?usernames=...)
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        (["mike_1"], ["mike_1"]),
+        (["B", "a", "@b", "A", "b"], ["b", "a"]),  # first entry's order, duplicates after normalization collapse
+        ([f"n{i}" for i in range(50)] + ["N0", "@n49"], [f"n{i}" for i in range(50)]),
+    ],
+)
+def test_a_list_normalizes_each_entry_and_collapses_duplicates(entries: list[str], expected: list[str]) -> None:
+    assert normalize_usernames(entries) == expected
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([], "usernames is required"),
+        ([""], f'{REQUIRED}: entry 1 of usernames ("")'),
+        (["ok", "@"], f'{REQUIRED}: entry 2 of usernames ("@")'),
+        (["ok", "a/b", "c d"], f'{INVALID}: entry 2 of usernames ("a/b")'),
+        (["x" * 31], f'{TOO_LONG}: entry 1 of usernames ("{"x" * 31}")'),
+        (["ok", 'say "hi"'], f'{INVALID}: entry 2 of usernames ("say \\"hi\\"")'),
+        (["y" * 100], f'{TOO_LONG}: entry 1 of usernames ("{"y" * 40}…")'),
+        ([f"n{i}" for i in range(51)], 'Too many usernames (max 50): entry 51 of usernames ("n50") is name 51'),
+        ([f"n{i}" for i in range(50)] + ["N1", "n50"], "entry 52 of usernames"),
+    ],
+)
+def test_a_list_names_its_first_offending_entry(entries: list[str], message: str) -> None:
+    with pytest.raises(InvalidUsername) as raised:
+        normalize_usernames(entries)
+    assert message in str(raised.value)
+
+
+def test_a_list_limit_is_a_parameter() -> None:
+    assert normalize_usernames(["a", "A", "b"], limit=2) == ["a", "b"]
+    with pytest.raises(InvalidUsername, match="max 2"):
+        normalize_usernames(["a", "b", "c"], limit=2)

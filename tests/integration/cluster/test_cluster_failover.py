@@ -9,12 +9,12 @@ import psycopg
 import pytest
 from redis.cluster import RedisCluster
 
-from profile_status.embedded import EmbeddedRedisCluster
 from shared.settings import Settings
 from tests.integration.convergence import differences, wait_converged
 from tests.integration.rows import add_profile
 from tests.integration.stack import ApiThread, ProjectorProcess, eventually
 from tests.integration.test_faults import _seed
+from tests.servers.cluster import EmbeddedRedisCluster
 from tests.workload import WriterThread
 
 pytestmark = pytest.mark.slow

@@ -33,6 +33,10 @@ from tests.integration.test_status_api import (  # noqa: F401
     test_positions_shift_as_jobs_complete,
     test_truncate_is_followed,
 )
+from tests.integration.test_streams import (  # noqa: F401
+    test_one_stream_follows_many_names_until_all_are_final,
+    test_resuming_a_multiplexed_stream_sends_only_what_the_client_lacks,
+)
 
 # The imported modules' own marks do not travel with their functions.
 pytestmark = pytest.mark.usefixtures("projector")

@@ -1,0 +1,62 @@
+"""The reads asked for in one event-loop tick go out as one call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from shared.redis_store.tick_batch import TickBatcher
+
+
+class _Fetch:
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, keys: Sequence[str]) -> list[str]:
+        self.calls.append(list(keys))
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return [k.upper() for k in keys]
+
+
+async def test_one_tick_is_one_call_with_each_key_once() -> None:
+    fetch = _Fetch()
+    batcher = TickBatcher(fetch)
+    got = await asyncio.gather(*(batcher.get(k) for k in ["a", "b", "a", "c"]))
+    assert got == ["A", "B", "A", "C"]
+    assert fetch.calls == [["a", "b", "c"]]
+    assert await batcher.get("d") == "D" and fetch.calls[-1] == ["d"]  # a later tick, a call of its own
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
+    fetch = _Fetch()
+    batcher = TickBatcher(fetch, max_keys=3)
+    got = await asyncio.gather(*(batcher.get(str(i)) for i in range(7)))
+    assert got == [str(i) for i in range(7)]
+    assert [len(c) for c in fetch.calls] == [3, 3, 1]
+
+
+async def test_a_failure_reaches_every_caller_of_its_batch() -> None:
+    batcher = TickBatcher(_Fetch(fail=ConnectionError("gone")))
+    results = await asyncio.gather(batcher.get("a"), batcher.get("b"), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+
+
+async def test_a_caller_that_goes_away_leaves_the_batch_to_the_others() -> None:
+    fetch = _Fetch()
+    fetch.release.clear()
+    batcher = TickBatcher(fetch)
+    leaving = asyncio.create_task(batcher.get("a"))
+    staying = asyncio.create_task(batcher.get("a"))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    fetch.release.set()
+    assert await staying == "A"
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
