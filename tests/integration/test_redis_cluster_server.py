@@ -9,15 +9,16 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from tests.servers.cluster import cluster_client
+
 SLOT_RANGES = [(0, 5460), (5461, 10922), (10923, 16383)]
 
 
 @pytest.fixture
 def cluster(redis_cluster_url: str) -> Iterator[RedisCluster]:
     """A cluster client that found the topology through the fixture's one URL."""
-    client = RedisCluster.from_url(redis_cluster_url, decode_responses=True)
-    yield client
-    client.close()
+    with cluster_client(redis_cluster_url, decode_responses=True) as client:
+        yield client
 
 
 def test_three_primaries_each_with_a_replica_cover_every_slot(cluster: RedisCluster) -> None:

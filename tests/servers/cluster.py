@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import atexit
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
+
+from redis.cluster import RedisCluster
 
 from demo.embedded import EmbeddedRedis, EmbeddedServerError, free_port
 
@@ -257,3 +260,23 @@ def _cluster_nodes(client: redis.Redis) -> dict[str, tuple[str, str]]:
     """Node id → (flags, primary id or "-") from CLUSTER NODES."""
     text: str = client.execute_command("CLUSTER", "NODES")
     return {f[0]: (f[2], f[3]) for f in (line.split() for line in text.splitlines()) if len(f) >= 8}
+
+
+@contextmanager
+def cluster_client(url: str, **options: Any) -> Iterator[RedisCluster]:
+    """A synchronous cluster client; afterwards every node connection it opened is closed.
+
+    redis-py's `RedisCluster.close()` leaves the nodes' connection pools open when the
+    client was made from a URL (the node clients do not own those pools), so their
+    sockets are left to the garbage collector, which warns (an error in this suite) in
+    whichever later test a collection happens to run.
+    """
+    client = RedisCluster.from_url(url, **options)
+    try:
+        yield client
+    finally:
+        nodes = client.get_nodes()
+        client.close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()

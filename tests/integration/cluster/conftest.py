@@ -9,6 +9,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from shared.settings import Settings
+from tests.servers.cluster import cluster_client
 
 
 @pytest.fixture
@@ -16,12 +17,9 @@ def key_prefix(redis_cluster_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted from every primary afterwards."""
     prefix = f"t{uuid.uuid4().hex[:10]}:"
     yield prefix
-    client = RedisCluster.from_url(redis_cluster_url)
-    try:
+    with cluster_client(redis_cluster_url) as client:
         for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
             client.delete(key)  # one by one: keys of different slots cannot share a DEL
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -33,6 +31,5 @@ def settings(settings: Settings, redis_cluster_url: str) -> Settings:
 @pytest.fixture
 def rds(redis_cluster_url: str) -> Iterator[RedisCluster]:
     """A cluster client, for looking at what the projector wrote."""
-    client = RedisCluster.from_url(redis_cluster_url)
-    yield client
-    client.close()
+    with cluster_client(redis_cluster_url) as client:
+        yield client
