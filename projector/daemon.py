@@ -207,12 +207,15 @@ class Projector:
             await work.set_autocommit(False)
             await self._follow(work, stop, notifier)
         finally:
+            # Closed before anything is awaited: a stop that cancels again while this session
+            # cleans up can interrupt a wait, but not a close (it never suspends).
             if notifier:
                 notifier.cancel()
-                await asyncio.gather(notifier, return_exceptions=True)
             await listener.close()
             if work is not None:
                 await work.close()
+            if notifier:
+                await asyncio.gather(notifier, return_exceptions=True)
 
     async def _acquire(self, work: AsyncConnection, stop: asyncio.Event) -> bool:
         """Wait for work: a projector with nothing to hold stands by instead of racing."""
