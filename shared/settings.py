@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     # Usernames are split into this many partitions; projectors share them (1: one active, others stand by).
     partitions: int = 1
     batch_size: int = 5000
+    # After a NOTIFY, wait this long for the rest of a burst before reading the change log.
     coalesce_ms: float = 5.0
+    # While changes keep coming, batches start at most this often: each batch costs a dozen
+    # statements whatever its size, so a steady trickle is taken a few changes at a time.
+    batch_interval_ms: float = Field(50.0, ge=0)
     safety_poll_s: float = 5.0
     heartbeat_interval_s: float = 1.0
     heartbeat_ttl_s: int = 30
