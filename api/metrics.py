@@ -50,6 +50,12 @@ STALL_MAX = Gauge(
     "The longest event-loop stall since the previous scrape of /metrics",
     multiprocess_mode="max",
 )
+STALL_MAX_ON_CPU = Gauge(
+    "profile_status_api_event_loop_stall_max_on_cpu_seconds",
+    "The longest event-loop stall since the previous scrape, counting only the time this process ran meanwhile"
+    " (the rest of a stall is waiting for a core that other processes held)",
+    multiprocess_mode="max",
+)
 MISSES = Counter("profile_status_api_misses", "Polls that found no document and read through to Postgres")
 REFUSED = Counter(
     "profile_status_api_refused",
@@ -64,27 +70,34 @@ HEARTBEAT_AGE = Gauge(
 
 
 _worst_stall = 0.0
+_worst_on_cpu = 0.0
 
 
-def note_stall(seconds: float) -> None:
-    """A stall of `seconds`: the gauge keeps the worst until the next scrape."""
-    global _worst_stall
+def note_stall(seconds: float, on_cpu: float | None = None) -> None:
+    """A stall of `seconds`, `on_cpu` of them running (all, when not told): the gauges keep
+    the worst until the next scrape."""
+    global _worst_stall, _worst_on_cpu
+    on_cpu = seconds if on_cpu is None else on_cpu
     if seconds > _worst_stall:
         _worst_stall = seconds
         STALL_MAX.set(seconds)
+    if on_cpu > _worst_on_cpu:
+        _worst_on_cpu = on_cpu
+        STALL_MAX_ON_CPU.set(on_cpu)
 
 
 def exposition() -> tuple[bytes, str]:
     """The metrics text, summed over workers when running multi-process; starts the next stall window."""
-    global _worst_stall
+    global _worst_stall, _worst_on_cpu
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         out = generate_latest(registry), CONTENT_TYPE_LATEST
     else:
         out = generate_latest(), CONTENT_TYPE_LATEST
-    _worst_stall = 0.0
+    _worst_stall = _worst_on_cpu = 0.0
     STALL_MAX.set(0.0)
+    STALL_MAX_ON_CPU.set(0.0)
     return out
 
 

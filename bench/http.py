@@ -47,8 +47,10 @@ class WrkResult:
     other_sample: str = ""
     p999_ms: float = float("nan")
     max_ms: float = float("nan")
-    # The server's longest event-loop stall during the run (ours only: from its /metrics).
+    # The server's longest event-loop stall during the run (ours only: from its /metrics), and
+    # the worst counting only the time the server ran meanwhile (the rest: a core held by others).
     stall_ms: float = float("nan")
+    stall_on_cpu_ms: float = float("nan")
 
     def statuses(self) -> str:
         """`200: n, 304: n, other: n`, leaving out zeros."""

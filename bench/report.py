@@ -90,8 +90,8 @@ class Report:
         """One row per wrk run, with its ratio to bare Starlette."""
         bare = self.api.get("bare")
         lines = [
-            "| server | req/s | × bare | p50 ms | p99 ms | p99.9 ms | max ms | worst stall ms | answers |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| server | req/s | × bare | p50 ms | p99 ms | p99.9 ms | max ms | worst stall ms | of it on CPU ms | answers |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for key, label in API_ROWS.items():
             if key in self.api:
@@ -100,7 +100,7 @@ class Report:
                 errors = f", socket errors: {r.socket_errors}" if r.socket_errors else ""
                 lines.append(
                     f"| {label} | {_fmt(r.requests_per_s)} | {ratio:.2f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} |"
-                    f" {_fmt(r.p999_ms)} | {_fmt(r.max_ms)} | {_fmt(r.stall_ms)} | {r.statuses()}{errors} |"
+                    f" {_fmt(r.p999_ms)} | {_fmt(r.max_ms)} | {_fmt(r.stall_ms)} | {_fmt(r.stall_on_cpu_ms)} | {r.statuses()}{errors} |"
                 )
         return lines
 

@@ -139,6 +139,7 @@ def median_of(runs: Sequence[WrkResult]) -> WrkResult:
         runs[0],
         requests_per_s=med("requests_per_s"), p50_ms=med("p50_ms"), p75_ms=med("p75_ms"), p90_ms=med("p90_ms"),
         p99_ms=med("p99_ms"), p999_ms=med("p999_ms"), max_ms=med("max_ms"), stall_ms=med("stall_ms"),
+        stall_on_cpu_ms=med("stall_on_cpu_ms"),
         requests=sum(r.requests for r in runs), status_200=sum(r.status_200 for r in runs),
         status_304=sum(r.status_304 for r in runs), status_other=sum(r.status_other for r in runs),
         socket_errors=sum(r.socket_errors for r in runs),
@@ -159,17 +160,18 @@ class Mixes:
         return paths, write_paths(self.work / f"paths-{self._runs}.txt", paths)
 
 
-def _stall_ms(base_url: str) -> float:
-    """The server's longest event-loop stall since its previous /metrics scrape, in ms (NaN if not reported)."""
+def _stalls_ms(base_url: str) -> tuple[float, float]:
+    """The server's longest event-loop stall since its previous /metrics scrape, and the longest
+    counting only its time on a CPU, in ms (NaN if not reported)."""
     try:
         with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:  # loopback only
             text = response.read().decode()
     except OSError:
-        return float("nan")
-    for line in text.splitlines():
-        if line.startswith("profile_status_api_event_loop_stall_max_seconds"):
-            return float(line.split()[-1]) * 1000
-    return float("nan")
+        return float("nan"), float("nan")
+    gauges = dict(line.split(maxsplit=1) for line in text.splitlines() if line.startswith("profile_status_api_event_loop_stall_max"))
+    return tuple(  # type: ignore[return-value]
+        float(gauges.get(f"profile_status_api_event_loop_stall_max_{name}seconds", "nan")) * 1000 for name in ("", "on_cpu_")
+    )
 
 
 def _prefetched(cfg: BenchConfig, url: str, mixes: Mixes, *, pin: bool) -> WrkResult:
@@ -223,9 +225,10 @@ def _ours_cold(cfg: BenchConfig, database_url: str, prefix: str, run: OursRun, m
     with serving(server, work, pin=True) as (_, url):
         with _writing(database_url, mixes.known.active, run.writes_per_s, cfg.warmup_s + cfg.duration_s + 2):
             run_wrk(url, paths_file, cfg.warmup_s, cfg.connections, pin=True)
-            _stall_ms(url)  # the measured window starts here
+            _stalls_ms(url)  # the measured window starts here
             result = run_wrk(url, paths_file, cfg.duration_s, cfg.connections, pin=True)
-            return replace(result, stall_ms=_stall_ms(url))
+            stall, on_cpu = _stalls_ms(url)
+            return replace(result, stall_ms=stall, stall_on_cpu_ms=on_cpu)
 
 
 def _profile(cfg: BenchConfig, pid: int, url: str, paths_file: Path, out: Path) -> profiling.Summary:
