@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(watch_stalls())]
         if own_process:
             collector.install()
-            tasks.append(asyncio.create_task(collector.collect_fully_every()))
+            tasks += [asyncio.create_task(collector.collect_fully_every()), asyncio.create_task(collector.collect_young_every())]
         try:
             yield {
                 "settings": settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 
@@ -39,3 +40,24 @@ def test_several_apps_in_one_process_share_the_policy() -> None:
     assert collector._freeze_survivors in gc.callbacks
     collector.uninstall()
     assert collector._freeze_survivors not in gc.callbacks and gc.get_freeze_count() == 0
+
+
+async def test_the_young_generations_are_collected_on_a_timer_whatever_the_allocation_count() -> None:
+    # The count is allocations less deallocations of any generation: while frozen objects die as
+    # fast as new ones are made it never reaches the threshold. A threshold never reached stands for it.
+    collector.install()
+    threshold = gc.get_threshold()
+    gc.set_threshold(10**9)
+    try:
+        kept = [_Node() for _ in range(10_000)]
+        frozen_before = gc.get_freeze_count()
+        assert any(o is kept[-1] for o in gc.get_objects(0))  # young, and no collection will come for it
+        task = asyncio.create_task(collector.collect_young_every(0.001))
+        while gc.get_freeze_count() < frozen_before + len(kept):
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert not any(o is kept[-1] for o in gc.get_objects(0))  # collected, survived, frozen
+    finally:
+        gc.set_threshold(*threshold)
+        collector.uninstall()
