@@ -65,8 +65,12 @@ class QueueMoves:
         self.newest = 0  # the highest change number noted: held positions are brought up to it
 
     def note(self, seq: int, taken: tuple[str, ...]) -> bool:
-        """A listed move under change number `seq`; False if it came out of order (it cannot be kept)."""
-        if seq <= self.newest:
+        """A listed move under change number `seq`; False if it came out of order (it cannot be kept).
+
+        One number is one message, and a message has a line per username its batch wrote:
+        the lines of the newest message are all its moves, not a message heard twice.
+        """
+        if seq < self.newest:
             return False
         self.newest = seq
         removed = {t[1:] for t in taken if t[0] == "-"}

@@ -48,18 +48,21 @@ _OPS = st.lists(
     start=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.booleans()), min_size=0, max_size=30),
     follow=st.tuples(st.integers(0, 2), st.integers(0, 10**6)),
     ops=_OPS,
+    lines_per_message=st.integers(1, 5),
 )
 def test_a_shifted_position_is_the_position_redis_would_count(
     start: list[tuple[int, int, bool]],
     follow: tuple[int, int],
     ops: list[tuple],  # type: ignore[type-arg]
+    lines_per_message: int,
 ) -> None:
     queue = {_entry(r, t, running) for r, t, running in start}
     member = _entry(*follow)
     queue.add(member)
     held = _truth(queue, member)
     moves = QueueMoves()
-    for seq, op in enumerate(ops, start=1):
+    for i, op in enumerate(ops):
+        seq = 1 + i // lines_per_message  # a batch's message has a line per username, all under one number
         others = sorted(queue - {member})
         taken: list[str] = []
         if op[0] == "add":
@@ -98,7 +101,7 @@ def test_positions_that_cannot_be_told_are_none() -> None:
         assert moves.note(seq, ("+" + _entry(2, seq),))
     assert moves.shift(member, QueuePosition(0, 1), since=1) is None  # read before moves it no longer has
     assert moves.shift(member, QueuePosition(0, 1), since=2) == QueuePosition(0, 5)
-    assert not moves.note(6, ("+" + ahead,))  # out of order: the caller must drop what it holds
+    assert not moves.note(5, ("+" + ahead,))  # out of order: the caller must drop what it holds
     assert moves.shift(member, QueuePosition(3, 3), since=6) == QueuePosition(3, 3)  # nothing after it
     assert moves.shift(member, QueuePosition(0, 1), since=5) == QueuePosition(0, 2)
     gone = QueueMoves()
@@ -148,6 +151,18 @@ def test_a_held_position_follows_the_queue() -> None:
     cache.heard(Change(0, 14, "dan", 1, True, ("+" + _entry(1, 6),)))  # a MEDIUM job older than amy's
     held = cache.get("amy")
     assert held is not None and held.position == QueuePosition(3, 6)
+
+
+def test_the_lines_of_one_message_shift_held_positions_together() -> None:
+    cache = _live()
+    reading = _active("amy", "MEDIUM", 1000, seq=10, position=QueuePosition(2, 5))
+    cache.put("amy", reading, cache.token())
+    # One batch of the projector: three usernames written, one change message (number 11).
+    cache.heard(Change(0, 11, "bob", 1, True, ("+" + _entry(0, 5),)))
+    cache.heard(Change(0, 11, "cat", 1, True, ("-" + _entry(1, 5), "+" + _entry(1, 5, running=True))))
+    cache.heard(Change(0, 11, "dan", 1, True, ("+" + _entry(2, 5),)))
+    held = cache.get("amy")
+    assert held is not None and held.position == QueuePosition(3, 7)
 
 
 def test_moves_not_listed_or_out_of_order_drop_held_positions() -> None:
