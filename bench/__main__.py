@@ -172,9 +172,11 @@ def _api_figures(report: Report, runs: throughput.ApiRuns, cfg: BenchConfig) -> 
             "Moving queue: a writer commits single-row changes (jobs picked up or put back: each document changes, and its entry moves from one queue set to the other) at"
             " the rate shown, during the warm-up and the measured run; the projector applies them meanwhile."
         ),
-        "Worst stall: the longest event-loop stall in the measured window, as the server's own monitor reports it"
-        " (api/stalls.py: a 5 ms timer's lateness); beside it the worst counting only the server's own CPU time"
-        " meanwhile (the process CPU clock), the rest being a core held by other processes.",
+        (
+            "Worst stall: the longest event-loop stall in the measured window, as the server's own monitor reports it"
+            " (api/stalls.py: a 5 ms timer's lateness); beside it the worst counting only the server's own CPU time"
+            " meanwhile (the process CPU clock), the rest being a core held by other processes."
+        ),
         f"/readyz answered {runs.readyz} during the API runs (projector running, idle).",
     ]
     report.notes += [
