@@ -83,6 +83,7 @@ LUA_PLACEHOLDERS = {
     "@meta_pending@": META_PENDING,
     "@meta_processing@": META_PROCESSING,
     "@meta_not_found@": META_NOT_FOUND,
+    "@version_prefix@": VERSION_PREFIX,
 }
 
 

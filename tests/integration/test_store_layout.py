@@ -17,6 +17,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
+from shared.model.document import State, StatusDocument
 from shared.model.rows import QueueRow
 from shared.model.rules import Projection, active_members, position_among, project
 from shared.redis_store.keys import Keys
@@ -79,6 +80,21 @@ async def test_a_username_with_no_rows_is_forgotten(store: StatusStore) -> None:
     await store.write([_projection(name, [], version=200)])
     assert await store.redis.hget(k.meta(k.shard_of(name)), name) is None
     assert await _entries(store) == []
+
+
+async def test_a_late_older_write_cannot_bring_a_deleted_username_back(store: StatusStore) -> None:
+    if store.clustered:
+        pytest.skip("not yet on a cluster: the meta hash and the document live on different slots")
+    name = "deleted_meanwhile"
+    await store.write([_projection(name, [_row(name)], version=100)])
+    await store.write([_projection(name, [], version=300)])  # deleted: its meta field goes, NOT_FOUND stays for its TTL
+    # A projector frozen with a batch read before the deletion wakes up after a standby took over.
+    outcome = await store.write([_projection(name, [_row(name)], version=200)])
+    assert outcome.stale == 1
+    assert await _entries(store) == []
+    raw = await store.read(name)
+    assert raw.document is not None and StatusDocument.model_validate_json(raw.document).state == State.NOT_FOUND
+    assert await store.redis.hget(store.keys.meta(store.keys.shard_of(name)), name) is None
 
 
 async def test_replays_in_any_order_converge_on_the_newest(store: StatusStore) -> None:

@@ -15,7 +15,7 @@ for i = 0, n - 1 do
     local k, a = 1 + 5 * i, 2 + 9 * i
     local version = ARGV[a + 1]
     local ok, previous, differs, moved, taken = take(KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], ARGV[a + 9],
-        version, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 8])
+        version, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 8], KEYS[k + 1])
     local outcome = 0
     if ok then
         outcome = put_document(KEYS[k + 1], ARGV[a + 6], ARGV[a + 7], differs)

@@ -32,7 +32,23 @@ local STATUS_CODE = {['@meta_pending@'] = 1, ['@meta_processing@'] = 2}
 -- tombstone (status N), so that the rebuild, reading an older snapshot, cannot bring
 -- the username back however long it runs and whatever the TTLs. The rebuild prunes
 -- tombstones when it ends.
-local function take(pending, running, meta, windows, username, version, digest, status, own, entries, forget)
+--
+-- Without a meta field, `doc` (the document's key, when it is on this slot: a single
+-- Redis) settles it: a document still held (a deletion's NOT_FOUND, for its TTL) refuses
+-- an older write, e.g. a frozen projector's batch written after a standby took over.
+-- Its version is read at its fixed place only, right after @version_prefix@.
+local VERSION_PREFIX = '@version_prefix@'
+
+local function older_than_document(doc, version)
+    local held = redis.call('GET', doc)
+    if held and string.sub(held, 1, #VERSION_PREFIX) == VERSION_PREFIX then
+        local held_version = string.match(held, '^%d+', #VERSION_PREFIX + 1)
+        return held_version ~= nil and older(version, held_version)
+    end
+    return false
+end
+
+local function take(pending, running, meta, windows, username, version, digest, status, own, entries, forget, doc)
     local held = redis.call('HGET', meta, username)
     local held_version, held_digest, held_status, held_entries = '', '', '-', ''
     if held then
@@ -43,6 +59,8 @@ local function take(pending, running, meta, windows, username, version, digest, 
         if older(version, held_version) then
             return false, 0, false, false, ''
         end
+    elseif doc and older_than_document(doc, version) then
+        return false, 0, false, false, ''
     end
     local moved = held_entries ~= entries
     local taken = {}
