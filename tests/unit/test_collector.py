@@ -50,14 +50,14 @@ async def test_the_young_generations_are_collected_on_a_timer_whatever_the_alloc
     gc.set_threshold(10**9)
     try:
         kept = [_Node() for _ in range(10_000)]
-        frozen_before = gc.get_freeze_count()
         assert any(o is kept[-1] for o in gc.get_objects(0))  # young, and no collection will come for it
         task = asyncio.create_task(collector.collect_young_every(0.001))
-        while gc.get_freeze_count() < frozen_before + len(kept):
+        # Frozen objects are in no generation a collection walks (the freeze count is no measure:
+        # it falls as frozen objects die).
+        while any(o is kept[-1] for o in gc.get_objects()):
             await asyncio.sleep(0.001)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        assert not any(o is kept[-1] for o in gc.get_objects(0))  # collected, survived, frozen
     finally:
         gc.set_threshold(*threshold)
         collector.uninstall()
