@@ -265,20 +265,15 @@ def _from_text(kind: str, text: str | None) -> Any:
 
 
 async def _read_rows(conn: AsyncConnection, snap: Snapshot, names: list[str]) -> None:
-    cur = await conn.execute(
-        f"SELECT {LOWER_USERNAME}, {PROFILE_COLUMNS} FROM primary_profiles"
-        f" WHERE {LOWER_USERNAME} OPERATOR(pg_catalog.=) ANY(%s::text[])",
-        (names,),
-    )
-    for key, *values in await cur.fetchall():
-        snap.rows[key].profiles.append(ProfileRow(*values))
-    cur = await conn.execute(
-        f"SELECT {LOWER_USERNAME}, {QUEUE_COLUMNS} FROM queue"
-        f" WHERE {LOWER_USERNAME} OPERATOR(pg_catalog.=) ANY(%s::text[])",
-        (names,),
-    )
-    for key, *values in await cur.fetchall():
-        snap.rows[key].queue.append(QueueRow(*values))
+    tables = (("primary_profiles", PROFILE_COLUMNS, ProfileRow, "profiles"), ("queue", QUEUE_COLUMNS, QueueRow, "queue"))
+    for table, columns, row_type, kept_in in tables:
+        cur = await conn.execute(
+            f"SELECT {LOWER_USERNAME}, {columns} FROM {table}"
+            f" WHERE {LOWER_USERNAME} OPERATOR(pg_catalog.=) ANY(%s::text[])",
+            (names,),
+        )
+        for key, *values in await cur.fetchall():
+            getattr(snap.rows[key], kept_in).append(row_type(*values))
 
 
 @dataclass(frozen=True, slots=True)
