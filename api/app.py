@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         # cache would keep it: reading from replicas replaces the cache rather than joining it.
         cached = settings.local_cache and not (settings.redis_cluster and settings.redis_read_from_replicas)
         hub = ChangeHub(store, LocalCache() if cached else None)
+        reader = StatusReader(redis, store.keys, deadline_s=settings.redis_timeout_s)
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(watch_stalls())]
         if own_process:
             collector.install()
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             yield {
                 "settings": settings,
                 "store": store,
-                "reader": StatusReader(redis, store.keys, deadline_s=settings.redis_timeout_s),
+                "reader": reader,
                 "read_through": ReadThrough(pool, store, settings.request_timeout_s),
                 "changes": hub,
                 "stream_slots": StreamSlots(settings.sse_max_streams, settings.sse_max_streams_per_client),
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             if own_process:
                 collector.uninstall()
             await pool.close()
+            await reader.aclose()
             await redis.aclose()
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -1,10 +1,11 @@
 """Reading a username's status straight from Redis, for the API and for other services.
 
     from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError, ResponseError
     from shared.redis_store.reader import StatusReader
 
-    reader = StatusReader(Redis.from_url("redis://..."))
-    data = await reader.status("mike_1")   # the API's `data`, or None on a miss
+    async with StatusReader(Redis.from_url("redis://...")) as reader:
+        data = await reader.status("mike_1")   # the API's `data`, or None on a miss
 
 On a Redis Cluster pass a `redis.asyncio.RedisCluster` and the deployment's
 keys: `StatusReader(cluster, Keys("status:", shards=16))` (the projector's
@@ -21,9 +22,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError, ResponseError
 
 from shared.model.document import StatusDocument
 from shared.model.estimates import Estimates
@@ -32,8 +34,9 @@ from shared.model.rules import QueuePosition
 from shared.model.usernames import normalize_username
 from shared.redis_store.connect import within
 from shared.redis_store.keys import DEFAULT_PREFIX, Keys
-from shared.redis_store.store import RawStatus, StatusStore
-from shared.redis_store.tick_batch import TickBatcher
+from shared.redis_store.pipelined import PipelinedConnection
+from shared.redis_store.store import READ_SOURCE, RawStatus, StatusStore
+from shared.redis_store.tick_batch import Done, TickBatcher, task_sender
 
 ESTIMATES_REFRESH_S = 5.0
 
@@ -61,8 +64,11 @@ class StatusReader:
     """Reads and renders status documents; the API's hit path is this class.
 
     On a single Redis, the reads asked for in one event-loop tick go to Redis as
-    one script call (`TickBatcher`); a document whose bytes did not change since
-    its username's last read is not decoded again (the same object is returned).
+    one script call (`TickBatcher`), over a connection of its own that hands the
+    reply to the waiting polls as soon as it is read
+    (`shared.redis_store.pipelined`: close the reader when done, or use it as
+    `async with`); a document whose bytes did not change since its username's
+    last read is not decoded again (the same object is returned).
     """
 
     def __init__(self, redis: Redis | RedisCluster, keys: Keys | None = None, deadline_s: float | None = None) -> None:
@@ -72,9 +78,24 @@ class StatusReader:
         self._estimates = Estimates()
         self._estimates_read = float("-inf")
         self._decoded: dict[str, tuple[bytes, StatusDocument]] = {}
-        self._batch: TickBatcher[str, Reading | ValueError] | None = (
-            None if self.store.clustered else TickBatcher(self._read_many)
-        )
+        self._connection: PipelinedConnection | None = None
+        self._batch: TickBatcher[str, Reading | ValueError] | None = None
+        if not self.store.clustered:
+            assert isinstance(redis, Redis)
+            self._connection = PipelinedConnection.of(redis, deadline_s)
+            # A client this module cannot connect alike (a test double, a credential provider): through it.
+            self._batch = TickBatcher(self._send_many if self._connection else task_sender(self._read_many))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the reader's own connection (the client it was given stays open)."""
+        if self._connection is not None:
+            await self._connection.aclose()
 
     async def read(self, username: str) -> Reading:
         """The stored document of a normalized username, with its queue position (one round trip; two on a cluster)."""
@@ -89,6 +110,23 @@ class StatusReader:
     async def _read_many(self, usernames: Sequence[str]) -> list[Reading | ValueError]:
         raws = await within(self.deadline_s, self.store.read_many(usernames), abandon=self.store.clustered)
         return [self._reading_or_error(name, raw) for name, raw in zip(usernames, raws, strict=True)]
+
+    def _send_many(self, usernames: Sequence[str], done: Done[Reading | ValueError]) -> None:
+        assert self._connection is not None
+
+        def answered(reply: object) -> None:
+            if isinstance(reply, RedisError):
+                done(reply)
+                return
+            try:
+                raws = self.store.parse_read(reply)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as exc:
+                done(ResponseError(f"unexpected reply to the read script: {exc}"))
+                return
+            # A reply of the wrong length fails the batch in `done`, not here.
+            done([self._reading_or_error(name, raw) for name, raw in zip(usernames, raws, strict=False)])
+
+        self._connection.send_script(self.store.read_command(usernames), READ_SOURCE, answered)
 
     def _reading_or_error(self, username: str, raw: RawStatus) -> Reading | ValueError:
         # A document that does not decode fails its own poll, not the others read with it.
@@ -120,13 +158,20 @@ class StatusReader:
     async def estimates(self) -> Estimates:
         """The projector's measured averages, re-read at most every few seconds."""
         if time.monotonic() - self._estimates_read >= ESTIMATES_REFRESH_S:
-            stored = await within(self.deadline_s, self.store.redis.hgetall(self.store.keys.estimates), abandon=self.store.clustered)
-            fresh = Estimates.from_hash(stored)
+            fresh = Estimates.from_hash(await self._stored_estimates())
             # The same object while the figures stand: answers rendered with it stay reusable.
             if fresh != self._estimates:
                 self._estimates = fresh
             self._estimates_read = time.monotonic()
         return self._estimates
+
+    async def _stored_estimates(self) -> dict[bytes, bytes]:
+        key = self.store.keys.estimates
+        if self._connection is None:
+            return await within(self.deadline_s, self.store.redis.hgetall(key), abandon=self.store.clustered)
+        # The reads' connection: a poll's one client is the one that just read its document.
+        flat = await self._connection.call("HGETALL", key)
+        return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def status(self, username: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The API's `data` for `username` (any form the API accepts), or None on a miss.
@@ -143,4 +188,5 @@ async def read_status(
     redis: Redis | RedisCluster, username: str, *, prefix: str = DEFAULT_PREFIX, shards: int = 1
 ) -> dict[str, Any] | None:
     """One-shot form of `StatusReader.status`."""
-    return await StatusReader(redis, Keys(prefix, shards)).status(username)
+    async with StatusReader(redis, Keys(prefix, shards)) as reader:
+        return await reader.status(username)

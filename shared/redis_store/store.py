@@ -118,6 +118,8 @@ _READ = _Script(_lua("read_statuses.lua"))
 _RANK_IN_SHARD = _Script(_lua("rank_in_shard.lua"))
 _PRUNE = _Script(_lua("prune_tombstones.lua"))
 _UNLIST = _Script(_lua("unlist.lua"))
+# What `read_command` calls, for a client that loads it itself (`shared.redis_store.pipelined`).
+READ_SOURCE = _READ.source
 _SCRIPTS = (_WRITE_BATCH, _WRITE_META, _WRITE_DOCUMENT, _READ, _RANK_IN_SHARD, _PRUNE, _UNLIST)
 # Usernames per write_batch.lua call: Redis runs nothing else meanwhile, so keep each call short (~1 ms).
 WRITE_BATCH = 100
@@ -414,6 +416,10 @@ class StatusStore:
         """`read` of each username: on a single Redis in one script call, so all at one instant."""
         if self.clustered:
             return list(await asyncio.gather(*(self._read_clustered(name) for name in usernames)))
+        return self.parse_read((await self.run([self.read_command(usernames)]))[0])
+
+    def read_command(self, usernames: Sequence[str]) -> Command:
+        """The script call `read_many` makes on a single Redis (its reply: `parse_read`; its source: `READ_SOURCE`)."""
         k = self.keys
         keys = [k.generation, k.seq(0), *(key for s in k.all_shards for key in k.queue_sets(s))]
         args: list[Any] = [len(k.all_shards)]
@@ -421,7 +427,12 @@ class StatusStore:
             shard = k.shard_of(username)
             keys += [k.document(username), k.meta(shard)]
             args += [token(username), shard]
-        generation, size, seq, *pairs = (await self.run([_READ.command(keys, args)]))[0]
+        return _READ.command(keys, args)
+
+    @staticmethod
+    def parse_read(reply: Sequence[Any]) -> list[RawStatus]:
+        """The reply to `read_command`, one `RawStatus` per username asked for."""
+        generation, size, seq, *pairs = reply
         complete, queue_size, seq = bool(generation), int(size), int(seq)
         return [
             RawStatus(document=pairs[i], rank=pairs[i + 1], queue_size=queue_size, complete=complete, seq=seq)

@@ -2,9 +2,14 @@
 
 Polls that arrive together (the requests uvicorn read from the sockets in one
 turn of the loop) each ask for one username; `TickBatcher` answers all of them
-with one call of `fetch`, made once the loop has run every callback that was
-ready when the first key came in. On a single Redis that turns N requests'
-round trips, script calls and reply parses into one.
+with one call, sent once the loop has run every callback that was ready when
+the first key came in. On a single Redis that turns N requests' round trips,
+script calls and reply parses into one.
+
+The call is made through `send(keys, done)`, which need not be a coroutine: a
+sender that writes to its socket at once and calls `done` from the callback that
+reads the reply (`shared.redis_store.pipelined`) costs its callers no turn of the
+loop beyond the one that hears the reply. `task_sender` runs a coroutine instead.
 """
 
 from __future__ import annotations
@@ -16,20 +21,21 @@ from typing import Generic, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
+# Called once with one value per key, in order, or with the exception that failed them all.
+Done = Callable[[Sequence[V] | BaseException], None]
+Send = Callable[[Sequence[K], Done[V]], None]
+
 
 class TickBatcher(Generic[K, V]):
-    """Collects the keys asked for during one tick and fetches them with one call.
+    """Collects the keys asked for during one tick and sends them as one call.
 
-    `fetch` gets distinct keys and returns one value per key, in order; if it
-    raises, every caller of that batch gets the exception. A caller that is
-    cancelled (its client went away) leaves the batch to the others.
+    A caller that is cancelled (its client went away) leaves the batch to the others.
     """
 
-    def __init__(self, fetch: Callable[[Sequence[K]], Awaitable[Sequence[V]]], max_keys: int = 256) -> None:
-        self._fetch = fetch
+    def __init__(self, send: Send[K, V], max_keys: int = 256) -> None:
+        self._send = send
         self.max_keys = max_keys
         self._waiting: dict[K, list[asyncio.Future[V]]] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     async def get(self, key: K) -> V:
         """The value of `key`, fetched with every other key asked for in this tick."""
@@ -47,23 +53,42 @@ class TickBatcher(Generic[K, V]):
         waiting, self._waiting = self._waiting, None
         if not waiting:
             return
-        task = asyncio.get_running_loop().create_task(self._run(waiting))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, waiting: dict[K, list[asyncio.Future[V]]]) -> None:
         keys = list(waiting)
-        try:
-            values = await self._fetch(keys)
-        except BaseException as exc:  # handed to every caller: none is lost
-            for futures in waiting.values():
-                for future in futures:
+
+        def done(values: Sequence[V] | BaseException) -> None:
+            if not isinstance(values, BaseException) and len(values) != len(keys):
+                values = ValueError(f"{len(values)} values for {len(keys)} keys")
+            if isinstance(values, BaseException):  # handed to every caller: none is lost
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(values)
+                return
+            for key, value in zip(keys, values, strict=True):
+                for future in waiting[key]:
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_result(value)
+
+        self._send(keys, done)
+
+
+def task_sender(fetch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> Send[K, V]:
+    """A sender that runs `fetch` in a task of its own and hands on what it returns or raises."""
+    tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+
+    async def run(keys: Sequence[K], done: Done[V]) -> None:
+        try:
+            values = await fetch(keys)
+        except BaseException as exc:
+            done(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for key, value in zip(keys, values, strict=True):
-            for future in waiting[key]:
-                if not future.done():
-                    future.set_result(value)
+        done(values)
+
+    def send(keys: Sequence[K], done: Done[V]) -> None:
+        task = asyncio.get_running_loop().create_task(run(keys, done))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return send

@@ -264,9 +264,9 @@ def test_another_service_reads_with_the_shared_reader(
     async def read() -> dict[str, Any] | None:
         client = redis_from_settings(settings)
         try:
-            reader = StatusReader(client, settings.keys())
-            assert await reader.status("nobody_known") is None  # a miss, not NOT_FOUND
-            return await reader.status("@Shared_Reader")
+            async with StatusReader(client, settings.keys()) as reader:
+                assert await reader.status("nobody_known") is None  # a miss, not NOT_FOUND
+                return await reader.status("@Shared_Reader")
         finally:
             await client.aclose()
 

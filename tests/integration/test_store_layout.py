@@ -235,8 +235,8 @@ async def test_polls_read_together_fail_alone_and_see_one_instant(store: StatusS
     await store.write([_projection(name, [_row(name, minutes_ago=i)], version=3) for i, name in enumerate(names)])
     await store.redis.set(store.keys.document("broken_doc"), b'{"version": 3, "not": "a document"')
     await store.redis.set(store.keys.generation, 1)  # the projection is complete: ranks are served
-    reader = StatusReader(store.redis, store.keys, deadline_s=5.0)
-    results = await asyncio.gather(*(reader.read(n) for n in [*names, "broken_doc", "nobody_here"]), return_exceptions=True)
+    async with StatusReader(store.redis, store.keys, deadline_s=5.0) as reader:
+        results = await asyncio.gather(*(reader.read(n) for n in [*names, "broken_doc", "nobody_here"]), return_exceptions=True)
     *readings, broken, nobody = results
     assert isinstance(broken, ValueError)
     assert not isinstance(nobody, BaseException) and nobody.document is None
