@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         cached = settings.local_cache and not (settings.redis_cluster and settings.redis_read_from_replicas)
         hub = ChangeHub(store, LocalCache() if cached else None)
         reader = StatusReader(redis, store.keys, deadline_s=settings.redis_timeout_s)
+        read_through = ReadThrough(pool, store, settings.request_timeout_s)
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(watch_stalls())]
         if own_process:
             collector.install()
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 "settings": settings,
                 "store": store,
                 "reader": reader,
-                "read_through": ReadThrough(pool, store, settings.request_timeout_s),
+                "read_through": read_through,
                 "changes": hub,
                 "stream_slots": StreamSlots(settings.sse_max_streams, settings.sse_max_streams_per_client),
                 GUARD_STATE_KEY: ConnectionGuard(ConnectionLimits.from_settings(settings)),
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             await asyncio.gather(*tasks, return_exceptions=True)
             if own_process:
                 collector.uninstall()
+            await read_through.aclose()
             await pool.close()
             await reader.aclose()
             await redis.aclose()

@@ -1,26 +1,32 @@
 """The miss path: when Redis has no document, ask Postgres once and remember the answer.
 
 However many requests miss the same username at once, one query runs (they all
-await it); the answer is written back through the store's version check, so a
-NOT_FOUND becomes a short negative cache and a late answer never overwrites a
-newer projection.
+await it); the usernames missed in one turn of the event loop are read in one
+transaction and written back in one call (`TickBatcher`), so a burst of misses
+(a deployment's first minute, a flood of made-up names) costs a few pool
+connections for a few round trips each rather than a connection per username. The answers are written back through
+the store's version check, so a NOT_FOUND becomes a short negative cache and a
+late answer never overwrites a newer projection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from shared.model.document import StatusDocument
 from shared.model.rules import QueuePosition
 from shared.postgres.connect import connection_options
-from shared.postgres.snapshots import count_position, read_usernames
+from shared.postgres.snapshots import Snapshot, count_position, read_usernames, read_usernames_isolating
 from shared.postgres.types import register_loaders
 from shared.redis_store.store import StatusStore
+from shared.redis_store.tick_batch import TaskSender, TickBatcher
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,13 @@ def make_pool(database_url: str, size: int, max_waiting: int = 0) -> AsyncConnec
     )
 
 
+Reader = Callable[[AsyncConnection, Iterable[str]], Awaitable[Snapshot]]
+
+
+class Unprojectable(Exception):
+    """A username's rows were read but make no document (the projector quarantines them too)."""
+
+
 class ReadThrough:
     """Resolves misses and positions from Postgres, one query per username at a time."""
 
@@ -59,6 +72,12 @@ class ReadThrough:
         # Bounds a request that has to ask Postgres (Redis calls are bounded by the socket timeout).
         self.timeout_s = timeout_s
         self._inflight: dict[str, asyncio.Future[StatusDocument]] = {}
+        self._loads: TaskSender[str, StatusDocument | Unprojectable] = TaskSender(self._load_many)
+        self._batch = TickBatcher(self._loads)
+
+    async def aclose(self) -> None:
+        """End the reads still running (before the pool closes)."""
+        await self._loads.aclose()
 
     async def document(self, username: str) -> StatusDocument:
         """The document of `username` from Postgres, stored in Redis on the way back."""
@@ -79,12 +98,28 @@ class ReadThrough:
             del self._inflight[username]
 
     async def _load(self, username: str) -> StatusDocument:
-        async with self.pool.connection() as conn, conn.transaction():
-            snap = await read_usernames(conn, [username])
-        projection = snap.projections(datetime.now(UTC))[0]
-        await self.store.write([projection])
-        log.info("read through", extra={"event": "read_through", "username": username, "state": projection.document.state.value})
-        return projection.document
+        doc = await self._batch.get(username)
+        if isinstance(doc, Unprojectable):
+            raise doc
+        log.info("read through", extra={"event": "read_through", "username": username, "state": doc.state.value})
+        return doc
+
+    async def _load_many(self, usernames: Sequence[str]) -> list[StatusDocument | Unprojectable]:
+        async with self.pool.connection() as conn:
+            try:
+                snap = await self._read(conn, usernames, read_usernames)
+            except psycopg.DataError:
+                # A value this session cannot load fails only its own username (as in the projector).
+                snap = await self._read(conn, usernames, read_usernames_isolating)
+        projections = snap.projections(datetime.now(UTC))
+        await self.store.write(projections)
+        docs = {p.document.username: p.document for p in projections}
+        return [docs.get(name) or Unprojectable(snap.failures.get(name, "no document")) for name in usernames]
+
+    @staticmethod
+    async def _read(conn: AsyncConnection, usernames: Sequence[str], read: Reader) -> Snapshot:
+        async with conn.transaction():
+            return await read(conn, usernames)
 
     async def position(self, doc: StatusDocument) -> QueuePosition | None:
         """The job's position counted in Postgres, while Redis cannot rank it yet."""

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from api import metrics
 from api.cache import LocalCache
 from api.kept_answers import KeptAnswers
-from api.read_through import ReadThrough
+from api.read_through import ReadThrough, Unprojectable
 from api.responses import error, unavailable
 from shared.errors import one_line
 from shared.model.document import StatusDocument
@@ -107,7 +107,7 @@ async def resolve_status(
                 position = await fallback.position(doc)
         except TimeoutError as exc:
             raise DatabaseUnavailable("Postgres did not answer in time") from exc
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+        except (psycopg.Error, PoolTimeout, OSError, Unprojectable) as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
         except STORE_ERRORS as exc:  # the write-back of the answer
             raise StoreUnavailable(one_line(exc)) from exc

@@ -36,7 +36,7 @@ from shared.redis_store.connect import within
 from shared.redis_store.keys import DEFAULT_PREFIX, Keys
 from shared.redis_store.pipelined import PipelinedConnection
 from shared.redis_store.store import READ_SOURCE, RawStatus, StatusStore
-from shared.redis_store.tick_batch import Done, TickBatcher, task_sender
+from shared.redis_store.tick_batch import Done, TaskSender, TickBatcher
 
 ESTIMATES_REFRESH_S = 5.0
 
@@ -79,12 +79,14 @@ class StatusReader:
         self._estimates_read = float("-inf")
         self._decoded: dict[str, tuple[bytes, StatusDocument]] = {}
         self._connection: PipelinedConnection | None = None
+        self._tasks: TaskSender[str, Reading | ValueError] | None = None
         self._batch: TickBatcher[str, Reading | ValueError] | None = None
         if not self.store.clustered:
             assert isinstance(redis, Redis)
             self._connection = PipelinedConnection.of(redis, deadline_s)
-            # A client this module cannot connect alike (a test double, a credential provider): through it.
-            self._batch = TickBatcher(self._send_many if self._connection else task_sender(self._read_many))
+            if self._connection is None:  # a client this module cannot connect alike (a test double, a credential provider)
+                self._tasks = TaskSender(self._read_many)
+            self._batch = TickBatcher(self._tasks or self._send_many)
 
     async def __aenter__(self) -> Self:
         return self
@@ -96,6 +98,8 @@ class StatusReader:
         """Close the reader's own connection (the client it was given stays open)."""
         if self._connection is not None:
             await self._connection.aclose()
+        if self._tasks is not None:
+            await self._tasks.aclose()
 
     async def read(self, username: str) -> Reading:
         """The stored document of a normalized username, with its queue position (one round trip; two on a cluster)."""

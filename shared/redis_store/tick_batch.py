@@ -9,7 +9,7 @@ script calls and reply parses into one.
 The call is made through `send(keys, done)`, which need not be a coroutine: a
 sender that writes to its socket at once and calls `done` from the callback that
 reads the reply (`shared.redis_store.pipelined`) costs its callers no turn of the
-loop beyond the one that hears the reply. `task_sender` runs a coroutine instead.
+loop beyond the one that hears the reply. `TaskSender` runs a coroutine instead.
 """
 
 from __future__ import annotations
@@ -72,13 +72,21 @@ class TickBatcher(Generic[K, V]):
         self._send(keys, done)
 
 
-def task_sender(fetch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> Send[K, V]:
-    """A sender that runs `fetch` in a task of its own and hands on what it returns or raises."""
-    tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+class TaskSender(Generic[K, V]):
+    """A sender that runs `fetch` in a task of its own per call and hands on what it returns or raises."""
 
-    async def run(keys: Sequence[K], done: Done[V]) -> None:
+    def __init__(self, fetch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> None:
+        self._fetch = fetch
+        self._tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+
+    def __call__(self, keys: Sequence[K], done: Done[V]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(keys, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, keys: Sequence[K], done: Done[V]) -> None:
         try:
-            values = await fetch(keys)
+            values = await self._fetch(keys)
         except BaseException as exc:
             done(exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -86,9 +94,9 @@ def task_sender(fetch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> Send[
             return
         done(values)
 
-    def send(keys: Sequence[K], done: Done[V]) -> None:
-        task = asyncio.get_running_loop().create_task(run(keys, done))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    return send
+    async def aclose(self) -> None:
+        """Cancel the calls still running (their callers get the cancellation) and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

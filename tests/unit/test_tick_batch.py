@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.redis_store.tick_batch import TickBatcher, task_sender
+from shared.redis_store.tick_batch import TaskSender, TickBatcher
 
 
 class _Fetch:
@@ -27,7 +27,7 @@ class _Fetch:
 
 async def test_one_tick_is_one_call_with_each_key_once() -> None:
     fetch = _Fetch()
-    batcher = TickBatcher(task_sender(fetch))
+    batcher = TickBatcher(TaskSender(fetch))
     got = await asyncio.gather(*(batcher.get(k) for k in ["a", "b", "a", "c"]))
     assert got == ["A", "B", "A", "C"]
     assert fetch.calls == [["a", "b", "c"]]
@@ -36,14 +36,14 @@ async def test_one_tick_is_one_call_with_each_key_once() -> None:
 
 async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
     fetch = _Fetch()
-    batcher = TickBatcher(task_sender(fetch), max_keys=3)
+    batcher = TickBatcher(TaskSender(fetch), max_keys=3)
     got = await asyncio.gather(*(batcher.get(str(i)) for i in range(7)))
     assert got == [str(i) for i in range(7)]
     assert [len(c) for c in fetch.calls] == [3, 3, 1]
 
 
 async def test_a_failure_reaches_every_caller_of_its_batch() -> None:
-    batcher = TickBatcher(task_sender(_Fetch(fail=ConnectionError("gone"))))
+    batcher = TickBatcher(TaskSender(_Fetch(fail=ConnectionError("gone"))))
     results = await asyncio.gather(batcher.get("a"), batcher.get("b"), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
 
@@ -51,7 +51,7 @@ async def test_a_failure_reaches_every_caller_of_its_batch() -> None:
 async def test_a_caller_that_goes_away_leaves_the_batch_to_the_others() -> None:
     fetch = _Fetch()
     fetch.release.clear()
-    batcher = TickBatcher(task_sender(fetch))
+    batcher = TickBatcher(TaskSender(fetch))
     leaving = asyncio.create_task(batcher.get("a"))
     staying = asyncio.create_task(batcher.get("a"))
     await asyncio.sleep(0.01)
@@ -60,3 +60,16 @@ async def test_a_caller_that_goes_away_leaves_the_batch_to_the_others() -> None:
     assert await staying == "A"
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_closing_the_sender_ends_its_calls_and_their_callers_hear_of_it() -> None:
+    fetch = _Fetch()
+    fetch.release.clear()
+    sender = TaskSender(fetch)
+    batcher = TickBatcher(sender)
+    caller = asyncio.create_task(batcher.get("a"))
+    await asyncio.sleep(0.01)
+    assert fetch.calls == [["a"]]
+    await sender.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
