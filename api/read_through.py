@@ -2,9 +2,12 @@
 
 However many requests miss the same username at once, one query runs (they all
 await it); the usernames missed in one turn of the event loop are read in one
-transaction and written back in one call (`TickBatcher`), so a burst of misses
-(a deployment's first minute, a flood of made-up names) costs a few pool
-connections for a few round trips each rather than a connection per username. The answers are written back through
+transaction and written back in one call (`TickBatcher`), at most one such
+read per pool connection at a time: misses arriving while every connection
+reads join the next read. A burst of misses (a deployment's first minute, a
+flood of made-up names) makes bigger reads, not a longer queue; beyond the
+pool's `max_waiting` usernames waiting, a miss is refused at once (a 503,
+`tick_batch.Overloaded`). The answers are written back through
 the store's version check, so a NOT_FOUND becomes a short negative cache and a
 late answer never overwrites a newer projection.
 """
@@ -73,7 +76,8 @@ class ReadThrough:
         self.timeout_s = timeout_s
         self._inflight: dict[str, asyncio.Future[StatusDocument]] = {}
         self._loads: TaskSender[str, StatusDocument | Unprojectable] = TaskSender(self._load_many)
-        self._batch = TickBatcher(self._loads)
+        # One read per pool connection at a time: misses arriving meanwhile make the next read bigger.
+        self._batch = TickBatcher(self._loads, max_in_flight=pool.max_size, max_waiting=pool.max_waiting or None)
 
     async def aclose(self) -> None:
         """End the reads still running (before the pool closes)."""

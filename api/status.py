@@ -28,6 +28,7 @@ from shared.model.rules import QueuePosition
 from shared.model.usernames import InvalidUsername, normalize_username
 from shared.redis_store.connect import STORE_ERRORS
 from shared.redis_store.reader import Reading, StatusReader
+from shared.redis_store.tick_batch import Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ async def resolve_status(
                 position = await fallback.position(doc)
         except TimeoutError as exc:
             raise DatabaseUnavailable("Postgres did not answer in time") from exc
-        except (psycopg.Error, PoolTimeout, OSError, Unprojectable) as exc:
+        except (psycopg.Error, PoolTimeout, OSError, Unprojectable, Overloaded) as exc:
             raise DatabaseUnavailable(one_line(exc)) from exc
         except STORE_ERRORS as exc:  # the write-back of the answer
             raise StoreUnavailable(one_line(exc)) from exc

@@ -15,6 +15,7 @@ loop beyond the one that hears the reply. `TaskSender` runs a coroutine instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -26,36 +27,61 @@ Done = Callable[[Sequence[V] | BaseException], None]
 Send = Callable[[Sequence[K], Done[V]], None]
 
 
+class Overloaded(Exception):
+    """More keys are waiting for a call than the batcher holds (`max_waiting`)."""
+
+
 class TickBatcher(Generic[K, V]):
     """Collects the keys asked for during one tick and sends them as one call.
 
+    With `max_in_flight`, at most that many calls run at once: keys asked for
+    meanwhile wait, and the next call takes all of them (up to `max_keys`), so a
+    busier sender makes bigger calls rather than a longer queue of small ones.
+    `max_waiting` bounds the keys waiting so; one more raises `Overloaded`.
     A caller that is cancelled (its client went away) leaves the batch to the others.
     """
 
-    def __init__(self, send: Send[K, V], max_keys: int = 256) -> None:
+    def __init__(
+        self, send: Send[K, V], max_keys: int = 256, *, max_in_flight: int | None = None, max_waiting: int | None = None
+    ) -> None:
         self._send = send
         self.max_keys = max_keys
-        self._waiting: dict[K, list[asyncio.Future[V]]] | None = None
+        self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
+        self._waiting: dict[K, list[asyncio.Future[V]]] = {}
+        self._in_flight = 0
+        self._scheduled = False
 
     async def get(self, key: K) -> V:
         """The value of `key`, fetched with every other key asked for in this tick."""
-        loop = asyncio.get_running_loop()
-        if self._waiting is None:
-            self._waiting = {}
-            loop.call_soon(self._flush)
-        future: asyncio.Future[V] = loop.create_future()
+        if key not in self._waiting and self.max_waiting is not None and len(self._waiting) >= self.max_waiting:
+            raise Overloaded(f"{len(self._waiting)} keys already wait for a call")
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         if len(self._waiting) >= self.max_keys:
             self._flush()
+        self._flush_soon()
         return await future
 
+    def _flush_soon(self) -> None:
+        """Flush once the loop has run every callback ready now (the rest of this tick's polls)."""
+        if self._waiting and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._scheduled = False
+        self._flush()
+
     def _flush(self) -> None:
-        waiting, self._waiting = self._waiting, None
-        if not waiting:
-            return
-        keys = list(waiting)
+        if not self._waiting or (self.max_in_flight is not None and self._in_flight >= self.max_in_flight):
+            return  # a call ending flushes what waits
+        keys = list(itertools.islice(self._waiting, self.max_keys))
+        waiting = {key: self._waiting.pop(key) for key in keys}
+        self._in_flight += 1
 
         def done(values: Sequence[V] | BaseException) -> None:
+            self._in_flight -= 1
             if not isinstance(values, BaseException) and len(values) != len(keys):
                 values = ValueError(f"{len(values)} values for {len(keys)} keys")
             if isinstance(values, BaseException):  # handed to every caller: none is lost
@@ -63,13 +89,15 @@ class TickBatcher(Generic[K, V]):
                     for future in futures:
                         if not future.done():
                             future.set_exception(values)
-                return
-            for key, value in zip(keys, values, strict=True):
-                for future in waiting[key]:
-                    if not future.done():
-                        future.set_result(value)
+            else:
+                for key, value in zip(keys, values, strict=True):
+                    for future in waiting[key]:
+                        if not future.done():
+                            future.set_result(value)
+            self._flush_soon()
 
         self._send(keys, done)
+        self._flush_soon()  # more than `max_keys` waited: the rest goes in another call
 
 
 class TaskSender(Generic[K, V]):

@@ -85,3 +85,30 @@ async def test_rows_that_make_no_document_fail_their_own_poll_only(
     assert isinstance(cursed, Unprojectable) and "a value no rule foresaw" in str(cursed)
     assert not isinstance(blessed, BaseException) and blessed.state is State.QUEUED
     assert await read_through.store.redis.get(read_through.store.keys.document("cursed")) is None
+
+
+async def test_misses_arriving_while_every_connection_reads_join_the_next_read(
+    settings: Settings, database_url: str
+) -> None:
+    pool = make_pool(settings.database_url, 1)
+    await pool.open(wait=False)
+    async with open_store(settings) as store:
+        fallback = ReadThrough(pool, store)
+        blocker = await psycopg.AsyncConnection.connect(database_url)
+        try:
+            # The first read waits behind a lock; the misses that come meanwhile must not each queue for the pool.
+            await blocker.execute("LOCK TABLE queue IN ACCESS EXCLUSIVE MODE")
+            first = asyncio.ensure_future(fallback.document("first_one"))
+            await asyncio.sleep(0.2)
+            later = []
+            for i in range(20):
+                later.append(asyncio.ensure_future(fallback.document(f"later_{i}")))
+                await asyncio.sleep(0.005)  # each in a turn of its own
+            await blocker.rollback()
+            docs = await asyncio.gather(first, *later)
+            assert all(d.state is State.NOT_FOUND for d in docs)
+            assert pool.get_stats().get("requests_num", 0) == 2  # the blocked read, then one for the 20
+        finally:
+            await blocker.close()
+            await fallback.aclose()
+            await pool.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from shared.redis_store.tick_batch import TaskSender, TickBatcher
+from shared.redis_store.tick_batch import Overloaded, TaskSender, TickBatcher
 
 
 class _Fetch:
@@ -73,3 +74,41 @@ async def test_closing_the_sender_ends_its_calls_and_their_callers_hear_of_it() 
     await sender.aclose()
     with pytest.raises(asyncio.CancelledError):
         await caller
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_while_every_call_is_busy_keys_wait_and_go_in_bigger_calls() -> None:
+    fetch = _Fetch()
+    fetch.release.clear()
+    batcher = TickBatcher(TaskSender(fetch), max_keys=2, max_in_flight=1)
+    first = asyncio.ensure_future(batcher.get("a"))
+    await _until(lambda: fetch.calls == [["a"]])
+    later = []
+    for key in ("b", "c", "d", "b", "e"):  # each in a tick of its own, while "a" is read
+        later.append(asyncio.ensure_future(batcher.get(key)))
+        await asyncio.sleep(0)
+    assert fetch.calls == [["a"]]  # nothing more sent while the one call runs
+    fetch.release.set()
+    assert await asyncio.gather(first, *later) == ["A", "B", "C", "D", "B", "E"]
+    assert fetch.calls == [["a"], ["b", "c"], ["d", "e"]]  # what waited, `max_keys` a call
+
+
+async def test_beyond_max_waiting_a_new_key_is_refused_at_once() -> None:
+    fetch = _Fetch()
+    fetch.release.clear()
+    batcher = TickBatcher(TaskSender(fetch), max_in_flight=1, max_waiting=2)
+    first = asyncio.ensure_future(batcher.get("a"))
+    await _until(lambda: fetch.calls == [["a"]])
+    waiting = [asyncio.ensure_future(batcher.get(k)) for k in ("b", "c", "b")]  # "b" again waits with the first
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await batcher.get("d")
+    fetch.release.set()
+    assert await asyncio.gather(first, *waiting) == ["A", "B", "C", "B"]
