@@ -76,3 +76,19 @@ def timed(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> f
             raise AssertionError(f"not true within {timeout} s")
         time.sleep(interval)
     return time.monotonic() - started
+
+
+def rules_fail_for(monkeypatch: Any, username: str) -> Callable[[], None]:
+    """Make the projection rules raise on `username`'s rows (stands for a row no rule foresaw);
+    returns what puts the real rules back (the rules learning the value)."""
+    from shared.postgres import snapshots
+
+    real = snapshots.project_with_members
+
+    def fails_for_one(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == username:
+            raise ArithmeticError("a value no rule foresaw")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(snapshots, "project_with_members", fails_for_one)
+    return lambda: monkeypatch.setattr(snapshots, "project_with_members", real)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +13,7 @@ from shared.model.document import State
 from shared.redis_store.store import StatusStore
 from shared.settings import Settings
 from shared.wiring import open_store
+from tests.integration.faults import rules_fail_for
 from tests.integration.rows import add_job, add_profile
 
 
@@ -67,16 +67,7 @@ async def test_a_value_the_session_cannot_load_fails_only_its_own_username(
 async def test_rows_that_make_no_document_fail_their_own_poll_only(
     read_through: ReadThrough, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.postgres.snapshots as snapshots
-
-    real = snapshots.project_with_members
-
-    def fails_for_one(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "cursed":  # stands for a row no rule foresaw
-            raise ArithmeticError("a value no rule foresaw")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(snapshots, "project_with_members", fails_for_one)
+    rules_fail_for(monkeypatch, "cursed")
     add_job(db, "cursed")
     add_job(db, "blessed")
     cursed, blessed = await asyncio.gather(

@@ -37,7 +37,7 @@ from shared.settings import Settings
 from shared.wiring import open_store
 from tests.integration.cli_helpers import CLI, cli_env, run_cli
 from tests.integration.convergence import differences, wait_converged
-from tests.integration.faults import ApiWatch, summary, timed
+from tests.integration.faults import ApiWatch, rules_fail_for, summary, timed
 from tests.integration.rows import add_job, add_profile, expected_data
 from tests.integration.stack import (
     ApiThread,
@@ -183,16 +183,7 @@ def test_a_column_of_another_type_renders_as_far_as_it_can(settings: Settings, d
 def test_a_username_that_cannot_be_projected_is_quarantined_and_released(
     settings: Settings, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.postgres.snapshots as snapshots
-
-    real = snapshots.project_with_members
-
-    def fails_for_one(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "cursed":  # stands for a row no rule foresaw
-            raise ArithmeticError("a value no rule foresaw")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(snapshots, "project_with_members", fails_for_one)
+    learn = rules_fail_for(monkeypatch, "cursed")
     for name in CONTROLS:
         add_job(db, name)
     add_job(db, "cursed")
@@ -205,7 +196,7 @@ def test_a_username_that_cannot_be_projected_is_quarantined_and_released(
         report = differences(settings)
         assert "cursed" in report.quarantined and any("quarantine" in line for line in report.lines())
         assert set(report.differences) <= {"cursed"}  # no other username suffered
-        monkeypatch.setattr(snapshots, "project_with_members", real)  # the rules learn the value
+        learn()  # the rules learn the value
         db.execute("UPDATE queue SET attempts = 1 WHERE username = 'cursed'")  # tried again with its next change
         eventually(lambda: not rds.hexists(keys.quarantine, "cursed"), timeout=20)
         wait_converged(settings)
