@@ -67,7 +67,7 @@ class Unprojectable(Exception):
 
 
 class ReadThrough:
-    """Resolves misses and positions from Postgres, one query per username at a time."""
+    """Resolves misses (the usernames of a turn together, see the module) and positions from Postgres."""
 
     def __init__(self, pool: AsyncConnectionPool, store: StatusStore, timeout_s: float = 5.0) -> None:
         self.pool = pool
@@ -118,7 +118,7 @@ class ReadThrough:
         projections = snap.projections(datetime.now(UTC))
         await self.store.write(projections)
         docs = {p.document.username: p.document for p in projections}
-        return [docs.get(name) or Unprojectable(snap.failures.get(name, "no document")) for name in usernames]
+        return [docs[name] if name in docs else Unprojectable(snap.failures.get(name, "no document")) for name in usernames]
 
     @staticmethod
     async def _read(conn: AsyncConnection, usernames: Sequence[str], read: Reader) -> Snapshot:

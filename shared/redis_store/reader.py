@@ -1,7 +1,6 @@
 """Reading a username's status straight from Redis, for the API and for other services.
 
     from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError, ResponseError
     from shared.redis_store.reader import StatusReader
 
     async with StatusReader(Redis.from_url("redis://...")) as reader:
