@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     # `GET /api/queue/recent` lists other people's usernames: off (404) unless asked for (the demo does).
     public_recent_usernames: bool = False
     redis_timeout_s: float = 2.0
-    # Misses ask Postgres over at most this many connections per API process; at most
-    # `miss_max_waiting` more wait for one (beyond: 503 at once), each for at most `request_timeout_s`.
+    # Misses ask Postgres over at most this many connections per API process, the usernames of a turn
+    # in one read; while every connection reads, at most `miss_max_waiting` usernames wait to go in the
+    # next read (beyond: 503 at once), each for at most `request_timeout_s`.
     database_pool_size: int = 4
     miss_max_waiting: int = 64
     # What one connection and one client address may hold (api.server): the request head must
