@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import psycopg
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from shared.model.document import StatusDocument
 from shared.model.rules import QueuePosition
 from shared.postgres.connect import connection_options
-from shared.postgres.snapshots import Snapshot, count_position, read_usernames, read_usernames_isolating
+from shared.postgres.snapshots import Snapshot, UsernamesReader, count_position, read_tolerating_bad_values
 from shared.postgres.types import register_loaders
 from shared.redis_store.store import StatusStore
 from shared.redis_store.tick_batch import TaskSender, TickBatcher
@@ -57,9 +56,6 @@ def make_pool(database_url: str, size: int, max_waiting: int = 0) -> AsyncConnec
         timeout=5.0,
         kwargs={"application_name": "profile-status-api", **connection_options(database_url)},
     )
-
-
-Reader = Callable[[AsyncConnection, Iterable[str]], Awaitable[Snapshot]]
 
 
 class Unprojectable(Exception):
@@ -110,20 +106,16 @@ class ReadThrough:
 
     async def _load_many(self, usernames: Sequence[str]) -> list[StatusDocument | Unprojectable]:
         async with self.pool.connection() as conn:
-            try:
-                snap = await self._read(conn, usernames, read_usernames)
-            except psycopg.DataError:
-                # A value this session cannot load fails only its own username (as in the projector).
-                snap = await self._read(conn, usernames, read_usernames_isolating)
+
+            async def read(rows: UsernamesReader) -> Snapshot:
+                async with conn.transaction():
+                    return await rows(conn, usernames)
+
+            snap = await read_tolerating_bad_values(read)
         projections = snap.projections(datetime.now(UTC))
         await self.store.write(projections)
         docs = {p.document.username: p.document for p in projections}
         return [docs[name] if name in docs else Unprojectable(snap.failures.get(name, "no document")) for name in usernames]
-
-    @staticmethod
-    async def _read(conn: AsyncConnection, usernames: Sequence[str], read: Reader) -> Snapshot:
-        async with conn.transaction():
-            return await read(conn, usernames)
 
     async def position(self, doc: StatusDocument) -> QueuePosition | None:
         """The job's position counted in Postgres, while Redis cannot rank it yet."""

@@ -20,7 +20,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -39,7 +39,7 @@ from shared.errors import (
     raise_if_cancelled,
 )
 from shared.postgres.connect import connect_postgres
-from shared.postgres.snapshots import Snapshot, read_usernames, read_usernames_isolating
+from shared.postgres.snapshots import Snapshot, UsernamesReader, read_tolerating_bad_values
 from shared.redis_store import reports, scans
 from shared.redis_store.records import Heartbeat
 from shared.redis_store.store import StatusStore
@@ -334,25 +334,16 @@ class Projector:
                 await self._measure_backlog(work)
 
     async def _read_batch(self, work: AsyncConnection) -> tuple[list[changelog.Change], Snapshot | None]:
-        """The next entries of the change log, and their usernames' rows in the same snapshot.
-
-        A value this session cannot load fails the whole read; only then is it read again,
-        setting aside the usernames whose rows fail (in savepoints, which cost two statements
-        more to every batch when taken from the start).
-        """
-        try:
-            return await self._read_batch_with(work, read_usernames)
-        except psycopg.DataError:
-            return await self._read_batch_with(work, read_usernames_isolating)
-
-    async def _read_batch_with(
-        self, work: AsyncConnection, read: Callable[[AsyncConnection, set[str]], Awaitable[Snapshot]]
-    ) -> tuple[list[changelog.Change], Snapshot | None]:
+        """The next entries of the change log, and their usernames' rows in the same snapshot."""
         s = self.settings
-        async with work.transaction():
-            batch = await changelog.next_batch(work, s.batch_size, self.ownership.filter(), s.partitions)
-            names = {c.username for c in batch if c.username is not None}
-            return batch, await read(work, names) if names else None
+
+        async def read(rows: UsernamesReader) -> tuple[list[changelog.Change], Snapshot | None]:
+            async with work.transaction():
+                batch = await changelog.next_batch(work, s.batch_size, self.ownership.filter(), s.partitions)
+                names = {c.username for c in batch if c.username is not None}
+                return batch, await rows(work, names) if names else None
+
+        return await read_tolerating_bad_values(read)
 
     async def _apply(self, snap: Snapshot) -> None:
         """Write one batch's documents; a username whose rows fail goes to quarantine, the rest go on."""

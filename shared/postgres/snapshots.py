@@ -13,11 +13,11 @@ operator on a varchar is named with its schema, and parameters carry their types
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -34,6 +34,8 @@ from shared.model.instants import (
 from shared.model.queue_entry import sql_priority_rank
 from shared.model.rows import ProfileRow, QueueRow
 from shared.model.rules import ACTIVE_STATUSES, Projection, project_with_members, snapshot_version
+
+T = TypeVar("T")
 
 
 def columns(row_type: type) -> str:
@@ -193,6 +195,22 @@ async def read_usernames_isolating(conn: AsyncConnection, usernames: Iterable[st
     snap = Snapshot(await current_version(conn), {})
     await _read_halving(conn, snap, names)
     return snap
+
+
+UsernamesReader = Callable[[AsyncConnection, Iterable[str]], Awaitable[Snapshot]]
+
+
+async def read_tolerating_bad_values(read: Callable[[UsernamesReader], Awaitable[T]]) -> T:
+    """`read(read_usernames)`; if a value the session cannot load failed it, `read(read_usernames_isolating)`.
+
+    `read` runs its own transaction (the failed one is aborted). Reading without
+    savepoints first keeps every batch two statements shorter; only a batch that
+    meets such a value pays for isolating its usernames.
+    """
+    try:
+        return await read(read_usernames)
+    except psycopg.DataError:
+        return await read(read_usernames_isolating)
 
 
 async def _read_halving(conn: AsyncConnection, snap: Snapshot, names: list[str]) -> None:
