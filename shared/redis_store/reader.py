@@ -17,6 +17,7 @@ shortly. See README "Redis documents".
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class StatusReader:
         self.deadline_s = deadline_s
         self._estimates = Estimates()
         self._estimates_read = float("-inf")
+        self._refreshing: asyncio.Future[None] | None = None
         self._decoded: dict[str, tuple[bytes, StatusDocument]] = {}
         self._connection: PipelinedConnection | None = None
         self._tasks: TaskSender[str, Reading | ValueError] | None = None
@@ -95,6 +97,9 @@ class StatusReader:
 
     async def aclose(self) -> None:
         """Close the reader's own connection (the client it was given stays open)."""
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         if self._connection is not None:
             await self._connection.aclose()
         if self._tasks is not None:
@@ -159,14 +164,24 @@ class StatusReader:
         return doc
 
     async def estimates(self) -> Estimates:
-        """The projector's measured averages, re-read at most every few seconds."""
+        """The projector's measured averages, re-read at most every few seconds (one read for
+        every poll that finds them due: the others wait for it)."""
         if time.monotonic() - self._estimates_read >= ESTIMATES_REFRESH_S:
-            fresh = Estimates.from_hash(await self._stored_estimates())
-            # The same object while the figures stand: answers rendered with it stay reusable.
-            if fresh != self._estimates:
-                self._estimates = fresh
-            self._estimates_read = time.monotonic()
+            if self._refreshing is None:
+                # A task of its own: a poll that goes away does not end the read the others wait for.
+                self._refreshing = asyncio.ensure_future(self._refresh_estimates())
+            await asyncio.shield(self._refreshing)
         return self._estimates
+
+    async def _refresh_estimates(self) -> None:
+        try:
+            fresh = Estimates.from_hash(await self._stored_estimates())
+        finally:
+            self._refreshing = None
+        # The same object while the figures stand: answers rendered with it stay reusable.
+        if fresh != self._estimates:
+            self._estimates = fresh
+        self._estimates_read = time.monotonic()
 
     async def _stored_estimates(self) -> dict[bytes, bytes]:
         key = self.store.keys.estimates

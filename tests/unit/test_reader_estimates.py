@@ -29,3 +29,31 @@ async def test_unchanged_averages_keep_their_object_and_changed_ones_replace_it(
         changed = await reader.estimates()
         assert changed is not first and changed.processing.samples == 31
     await redis.aclose()
+
+
+async def test_the_polls_that_find_the_averages_due_share_one_read() -> None:
+    import asyncio
+
+    redis = fakeredis.FakeAsyncRedis()
+    keys = Keys("t:")
+    await redis.hset(keys.estimates, mapping=Estimates(processing=MovingAverage(200.0, 30)).to_hash())
+    reader = StatusReader(redis, keys)
+    reads = 0
+    stored = reader._stored_estimates
+
+    async def counted() -> dict[bytes, bytes]:
+        nonlocal reads
+        reads += 1
+        return await stored()
+
+    with mock.patch.object(reader, "_stored_estimates", counted):
+        got = await asyncio.gather(*(reader.estimates() for _ in range(50)))
+        assert reads == 1 and all(e is got[0] for e in got)
+        # A poll that goes away does not end the read the others wait for.
+        reader._estimates_read = float("-inf")
+        leaving, staying = asyncio.ensure_future(reader.estimates()), asyncio.ensure_future(reader.estimates())
+        await asyncio.sleep(0)
+        leaving.cancel()
+        assert (await staying).processing.samples == 30 and reads == 2
+    await reader.aclose()
+    await redis.aclose()
