@@ -38,6 +38,15 @@ def _socket() -> tuple[_Socket, _Transport, list[_Socket]]:
     return sock, transport, lost
 
 
+def _two_waiting() -> tuple[_Socket, _Transport, list[_Socket], list[Any]]:
+    """A connection with two commands waiting, whose replies (or errors) land in the list returned."""
+    sock, transport, lost = _socket()
+    got: list[Any] = []
+    sock.write(b"", got.append, 0.0)
+    sock.write(b"", got.append, 0.0)
+    return sock, transport, lost, got
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -75,10 +84,7 @@ def test_replies_reach_their_callbacks_in_order_inside_data_received() -> None:
 
 
 def test_an_error_reply_is_a_response_error_for_its_own_command_only() -> None:
-    sock, _, _ = _socket()
-    got: list[Any] = []
-    sock.write(b"", got.append, 0.0)
-    sock.write(b"", got.append, 0.0)
+    sock, _, _, got = _two_waiting()
     sock.data_received(b"-NOSCRIPT No matching script\r\n+OK\r\n")
     assert isinstance(got[0], ResponseError) and str(got[0]).startswith("NOSCRIPT")
     assert got[1] == b"OK"
@@ -98,20 +104,14 @@ def test_a_failing_callback_does_not_keep_the_next_reply_from_its_own() -> None:
 
 
 def test_garbage_from_the_server_fails_every_waiting_command_and_ends_the_connection() -> None:
-    sock, transport, lost = _socket()
-    got: list[Any] = []
-    sock.write(b"", got.append, 0.0)
-    sock.write(b"", got.append, 0.0)
+    sock, transport, lost, got = _two_waiting()
     sock.data_received(b"?not resp\r\n")
     assert len(got) == 2 and all(isinstance(r, InvalidResponse) for r in got)
     assert transport.aborted and not sock.open and lost == [sock]
 
 
 def test_a_lost_connection_fails_every_waiting_command_once() -> None:
-    sock, _, lost = _socket()
-    got: list[Any] = []
-    sock.write(b"", got.append, 0.0)
-    sock.write(b"", got.append, 0.0)
+    sock, _, lost, got = _two_waiting()
     sock.connection_lost(OSError("reset by peer"))
     sock.connection_lost(None)  # the transport's own report, after ours
     assert len(got) == 2 and all(isinstance(r, ConnectionError) for r in got)

@@ -84,12 +84,18 @@ async def _until(condition: Any) -> None:
     raise AssertionError("never happened")
 
 
-async def test_while_every_call_is_busy_keys_wait_and_go_in_bigger_calls() -> None:
+async def _busy(**limits: int) -> tuple[_Fetch, TickBatcher[str, str], asyncio.Future[str]]:
+    """A batcher allowed one call at a time, that call ("a") sent and held until `fetch.release` is set."""
     fetch = _Fetch()
     fetch.release.clear()
-    batcher = TickBatcher(TaskSender(fetch), max_keys=2, max_in_flight=1)
+    batcher = TickBatcher(TaskSender(fetch), max_in_flight=1, **limits)
     first = asyncio.ensure_future(batcher.get("a"))
     await _until(lambda: fetch.calls == [["a"]])
+    return fetch, batcher, first
+
+
+async def test_while_every_call_is_busy_keys_wait_and_go_in_bigger_calls() -> None:
+    fetch, batcher, first = await _busy(max_keys=2)
     later = []
     for key in ("b", "c", "d", "b", "e"):  # each in a tick of its own, while "a" is read
         later.append(asyncio.ensure_future(batcher.get(key)))
@@ -101,11 +107,7 @@ async def test_while_every_call_is_busy_keys_wait_and_go_in_bigger_calls() -> No
 
 
 async def test_beyond_max_waiting_a_new_key_is_refused_at_once() -> None:
-    fetch = _Fetch()
-    fetch.release.clear()
-    batcher = TickBatcher(TaskSender(fetch), max_in_flight=1, max_waiting=2)
-    first = asyncio.ensure_future(batcher.get("a"))
-    await _until(lambda: fetch.calls == [["a"]])
+    fetch, batcher, first = await _busy(max_waiting=2)
     waiting = [asyncio.ensure_future(batcher.get(k)) for k in ("b", "c", "b")]  # "b" again waits with the first
     await asyncio.sleep(0)
     with pytest.raises(Overloaded):
